@@ -1,0 +1,127 @@
+"""The ``rollwise`` command: train, sft, eval, report, bench, repro.
+
+Sub-commands import their heavy modules lazily, so ``rollwise --help`` is instant and importing the
+CLI pulls in no optional engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+#: ``rollwise repro NAME`` -> module with ``run(quick, out_dir, seeds) -> ReproReport``.
+REPROS: dict[str, str] = {
+    "uwm-jepa": "rollwise.worldmodels.repro",
+    "nm-ppg": "rollwise.afa.repro",
+    "tf-bayes": "rollwise.dynamics.repro",
+    "replay-estimation": "rollwise.imitation.repro",
+    "explors": "rollwise.shaping.repro",
+}
+
+#: ``rollwise bench NAME`` -> script in ``benchmarks/`` with ``main(argv) -> int``.
+BENCHES: dict[str, str] = {
+    "throughput": "throughput.py",
+    "value-mse": "value_mse.py",
+    "policy": "policy_compare.py",
+    "quantized-rollout": "quantized_rollout.py",
+    "diversity": "diversity.py",
+    "codistill": "codistill.py",
+}
+
+
+def _benchmarks_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _cmd_repro(args: argparse.Namespace) -> int:
+    name = args.name
+    if name not in REPROS:
+        print(f"rollwise repro: unknown experiment {name!r}; valid choices: {', '.join(sorted(REPROS))}",
+              file=sys.stderr)
+        return 2
+    mod = importlib.import_module(REPROS[name])
+    out = Path(args.out or f"runs/repro-{name}{'-quick' if args.quick else ''}")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    t0 = time.perf_counter()
+    report = mod.run(quick=args.quick, out_dir=out, seeds=seeds)
+    report.seconds = time.perf_counter() - t0
+    md = report.write(out)
+    report.print()
+    print(f"report: {md}")
+    return 0 if (report.all_passed or not args.strict) else 1
+
+
+def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.name not in BENCHES:
+        print(f"rollwise bench: unknown benchmark {args.name!r}; valid choices: {', '.join(sorted(BENCHES))}",
+              file=sys.stderr)
+        return 2
+    path = _benchmarks_dir() / BENCHES[args.name]
+    if not path.exists():
+        print(f"rollwise bench: {path} not found (benchmarks ship with the source checkout)", file=sys.stderr)
+        return 2
+    spec = importlib.util.spec_from_file_location(f"rollwise_bench_{path.stem}", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return int(mod.main(rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rollwise", description="Learning from rollouts.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    for name, help_ in (("train", "RL post-training (default: tiny model on add3, CPU)"),
+                        ("sft", "supervised warm start of a policy")):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", "-c", help="TOML config file (default: the built-in job)")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. --set train.steps=50 (repeatable)")
+        sp.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+        sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+        if name == "train":
+            sp.add_argument("--algorithm", help="shortcut for a preset: e.g. grpo, basis, codistill")
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint: pass@k, maj@k, exact accuracy")
+    ev.add_argument("checkpoint", help="run directory or checkpoint directory")
+    ev.add_argument("--config", "-c")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ev.add_argument("--n", type=int, default=16, help="samples per prompt")
+    ev.add_argument("--k", default="1,4,16", help="comma-separated k values for pass@k")
+
+    rp = sub.add_parser("report", help="write a Markdown report with plots for a run directory")
+    rp.add_argument("run_dir")
+
+    bp = sub.add_parser("bench", help="run a benchmark script from benchmarks/ (extra args pass through)")
+    bp.add_argument("name", help=f"one of: {', '.join(sorted(BENCHES))}")
+
+    rr = sub.add_parser("repro", help="reproduce a paper's headline experiment at CPU scale")
+    rr.add_argument("name", help=f"one of: {', '.join(sorted(REPROS))}")
+    rr.add_argument("--quick", action="store_true", help="the fast variant run in CI")
+    rr.add_argument("--out", help="output directory (default runs/repro-NAME)")
+    rr.add_argument("--seeds", help="comma-separated seeds (default: the experiment's own)")
+    rr.add_argument("--strict", action="store_true", help="exit 1 when an acceptance target is missed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return _cmd_bench(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "repro":
+        return _cmd_repro(args)
+    from rollwise.rlvr import commands  # lazy: pulls in torch/transformers
+
+    return commands.dispatch(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
