@@ -1,0 +1,1 @@
+"""RL with verifiable rewards for language models (see ARCHITECTURE.md, "One RLVR training step")."""
