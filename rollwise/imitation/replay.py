@@ -1,0 +1,146 @@
+"""Tabular replay estimation (Swamy et al. 2022, built on MIMIC-MD's estimator; spec §A3, §A6).
+
+RE replaces the empirical expert occupancy, the target of moment matching, by
+
+    rho_RE_t(s,a) = replay_t(s,a) + resid_t(s,a)                                   (spec §A3, step 5)
+
+where ``replay_t`` re-executes the cached D1 expert actions M times in the simulator, counting step t
+only while the rollout's prefix s_0..s_t stayed in the known set K (step 3), and ``resid_t`` counts the
+held-out D2 trajectories that have left K by step t (step 4). With D1 and D2 disjoint the sum is an
+unbiased estimate of rho^E_t; with D2 containing D1 it is not (the regression of spec §C1, A-RE-2).
+
+Reconstructed choices are flags of :class:`ReplayConfig` (see ``docs/replay_estimation.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rollwise.imitation.envs import TabularSimulator
+from rollwise.imitation.mdp import empirical_occupancy
+
+SPLITS = ("disjoint", "d2_contains_d1")
+
+
+@dataclass
+class ReplayConfig:
+    """Tabular replay estimator settings (spec §A3)."""
+
+    n_replays: int = 2000  # M, replays of the cached expert actions (spec: M >> N^2, inferred)
+    split: str = "disjoint"  # "disjoint" (theory) or "d2_contains_d1" (the authors' code; biased)
+    d1_fraction: float = 0.5  # share of the N demos that goes to D1 (spec: about N/2 each)
+    stationary_known: bool = True  # K = states seen in D1 (True) or time-indexed (t, s) pairs (False)
+    normalise: bool = True  # divide rho_t by its mass (inferred, spec §A3 step 7)
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"ReplayConfig.split={self.split!r}; valid: {', '.join(SPLITS)}")
+        if not 0.0 < self.d1_fraction < 1.0:
+            raise ValueError(f"ReplayConfig.d1_fraction={self.d1_fraction} must be in (0, 1)")
+        if self.n_replays < 1:
+            raise ValueError(f"ReplayConfig.n_replays={self.n_replays} must be >= 1")
+
+
+@dataclass
+class ReplayEstimate:
+    """The RE target and its parts; all occupancies are (H, S, A)."""
+
+    rho: np.ndarray  # the estimate (normalised if the config says so)
+    replay: np.ndarray  # replay part, mass = P(prefix inside K up to t)
+    residual: np.ndarray  # D2 part, mass = fraction of D2 that left K by t
+    known: np.ndarray  # (H, S) expert action on K, -1 off K
+    d1: np.ndarray  # indices of the D1 demos
+    d2: np.ndarray  # indices of the D2 demos
+
+
+def split_demos(n: int, cfg: ReplayConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random split of n demos into (D1, D2) index arrays (spec §A3 step 1).
+
+    ``disjoint``: D1 gets round(n * d1_fraction) (at least 1, at most n-1) demos, D2 the rest.
+    ``d2_contains_d1``: the same D1, but D2 = all n demos (the code's choice, spec §A5 item 1).
+    """
+    if n < 2:
+        raise ValueError(f"replay estimation needs at least 2 demos to split, got {n}")
+    perm = rng.permutation(n)
+    n1 = min(max(int(round(n * cfg.d1_fraction)), 1), n - 1)
+    d1 = np.sort(perm[:n1])
+    d2 = np.sort(perm[n1:]) if cfg.split == "disjoint" else np.arange(n)
+    return d1, d2
+
+
+def known_actions(states: np.ndarray, actions: np.ndarray, n_states: int, stationary: bool) -> np.ndarray:
+    """The known set K with its cached expert actions, shape (H, S): action index on K, -1 elsewhere.
+
+    states, actions: (N1, H) D1 demos. Stationary K holds every state seen at any step (same row for
+    every t); time-indexed K holds the (t, s) pairs seen (spec §A3 step 2). The expert is deterministic,
+    so a state's action is unique; if demos disagree the later one wins.
+    """
+    H = states.shape[1]
+    known = np.full((H, n_states), -1, dtype=int)
+    if stationary:
+        row = np.full(n_states, -1, dtype=int)
+        row[states.ravel()] = actions.ravel()
+        known[:] = row
+    else:
+        t = np.broadcast_to(np.arange(H), states.shape)
+        known[t.ravel(), states.ravel()] = actions.ravel()
+    return known
+
+
+def replay_occupancy(sim: TabularSimulator, known: np.ndarray, n_actions: int, n_replays: int) -> np.ndarray:
+    """replay_t(s,a) = (1/M) sum_m 1[prefix of rollout m inside K up to t, s_t^m = s, a_t^m = a].
+
+    Rolls out pi_BC (the cached action on K) M times from the start distribution, all M at once;
+    a rollout stops at its first exit from K (spec §A3 step 3). Shape (H, S, A).
+    """
+    H, S = known.shape
+    rho = np.zeros((H, S, n_actions))
+    s = sim.reset_batch(n_replays)
+    for t in range(H):
+        a = known[t, s]
+        alive = a >= 0
+        s, a = s[alive], a[alive]
+        if len(s) == 0:
+            break
+        np.add.at(rho[t], (s, a), 1.0 / n_replays)
+        s = sim.step_batch(s, a)
+    return rho
+
+
+def residual_occupancy(states: np.ndarray, actions: np.ndarray, known: np.ndarray, n_actions: int) -> np.ndarray:
+    """resid_t(s,a) = (1/|D2|) sum_{tau in D2} 1[tau left K at some step <= t, s_t = s, a_t = a].
+
+    states, actions: (N2, H) D2 demos; known: (H, S). Shape (H, S, A) (spec §A3 step 4).
+    """
+    N, H = states.shape
+    off_k = known[np.arange(H)[None, :], states] < 0  # (N, H)
+    left = np.logical_or.accumulate(off_k, axis=1)
+    rho = np.zeros((H, known.shape[1], n_actions))
+    n_idx, t_idx = np.nonzero(left)
+    np.add.at(rho, (t_idx, states[n_idx, t_idx], actions[n_idx, t_idx]), 1.0 / N)
+    return rho
+
+
+def normalise_per_step(rho: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """rho_t / sum_{s,a} rho_t(s,a); a step with no mass takes ``fallback``'s row (spec §A3 step 7)."""
+    mass = rho.sum(axis=(1, 2), keepdims=True)
+    return np.where(mass > 0, rho / np.where(mass > 0, mass, 1.0), fallback)
+
+
+def replay_estimate(sim: TabularSimulator, states: np.ndarray, actions: np.ndarray, cfg: ReplayConfig,
+                    rng: np.random.Generator) -> ReplayEstimate:
+    """Replay estimate of the expert occupancy from (N, H) expert states/actions (spec §A6, RE_TABULAR).
+
+    ``rng`` draws the split; the simulator's own generator drives the replays.
+    """
+    S, A = sim.mdp.n_states, sim.mdp.n_actions
+    d1, d2 = split_demos(len(states), cfg, rng)
+    known = known_actions(states[d1], actions[d1], S, cfg.stationary_known)
+    replay = replay_occupancy(sim, known, A, cfg.n_replays)
+    residual = residual_occupancy(states[d2], actions[d2], known, A)
+    rho = replay + residual  # spec §A3 step 5
+    if cfg.normalise:
+        rho = normalise_per_step(rho, empirical_occupancy(states, actions, S, A))
+    return ReplayEstimate(rho, replay, residual, known, d1, d2)
