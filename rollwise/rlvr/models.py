@@ -198,3 +198,12 @@ def sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask:
 
 def num_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def prompt_features(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor) -> Tensor:
+    """L2-normalised final-layer hidden state at the last prompt token: (B, P) -> (B, d)."""
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
+                output_hidden_states=True, use_cache=False)
+    h = out.hidden_states[-1][:, -1, :].float()  # left padding: the last column is the last prompt token
+    return torch.nn.functional.normalize(h, dim=-1)

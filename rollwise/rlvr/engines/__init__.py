@@ -1,0 +1,32 @@
+"""Rollout engines. The core ships the transformers engine; others are imported only when chosen."""
+
+from __future__ import annotations
+
+from rollwise.rlvr.engines.base import RolloutEngine, SamplingConfig
+
+__all__ = ["RolloutEngine", "SamplingConfig", "make_engine", "ENGINES"]
+
+#: engine name -> "module:Class"; optional engines are imported lazily so the core never needs them.
+ENGINES: dict[str, str] = {
+    "hf": "rollwise.rlvr.engines.hf:HFEngine",
+    "quantized": "rollwise.rlvr.engines.quantized:QuantizedEngine",
+    "ray": "rollwise.rlvr.engines.ray:RayEngine",
+    "vllm": "rollwise.rlvr.engines.vllm:VLLMEngine",
+}
+
+
+def make_engine(name: str, policy, tokenizer, **params) -> RolloutEngine:
+    """Build the engine called ``name`` around ``policy`` (a ConfigError lists the valid names)."""
+    import importlib
+
+    from rollwise.config import ConfigError
+
+    if name not in ENGINES:
+        raise ConfigError(f"rollout.engine={name!r} is not a known engine; valid choices: {', '.join(ENGINES)}")
+    module, cls = ENGINES[name].split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(f"rollout.engine={name!r} needs an optional dependency that is missing ({e}); "
+                          f"install the matching extra, e.g. pip install 'rollwise[{name}]'") from e
+    return getattr(mod, cls)(policy, tokenizer, **params)

@@ -1,0 +1,160 @@
+"""The configuration of an RLVR run: one typed dataclass per section, validated at start-up.
+
+``rollwise train --print-config`` prints the resolved config as TOML; any field can be set from a TOML
+file (``--config``) or a dotted override (``--set train.steps=50``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rollwise.config import ConfigError, apply_overrides, from_dict, load_toml, merge, to_dict
+from rollwise.rlvr.engines.base import SamplingConfig
+from rollwise.rlvr.models import TinyModelConfig
+
+
+@dataclass
+class ModelSection:
+    name_or_path: str = ""  # local folder or hub id; empty = build the tiny model from scratch
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)  # size of the from-scratch model
+    init_seed: int = 0  # seed of the from-scratch initialisation
+
+
+@dataclass
+class TaskSection:
+    name: str = "add3"  # add3 | make_n | countdown | dataset (see rollwise.rlvr.tasks)
+    params: dict[str, Any] = field(default_factory=dict)  # task parameters, e.g. {max_operand = 999}
+    reward_timeout_s: float = 10.0  # a reward function slower than this is contained and counted
+    reward_isolation: Literal["thread", "process"] = "thread"  # where reward functions run
+
+
+@dataclass
+class SFTSection:
+    enabled: bool = True  # supervised warm start before RL (only for from-scratch models by default)
+    steps: int = 400  # optimizer steps
+    batch_size: int = 128  # sequences per step
+    lr: float = 1e-3  # Adam learning rate
+    examples: int = 20000  # size of the warm-start pool drawn from the task
+
+
+@dataclass
+class RolloutSection(SamplingConfig):
+    engine: str = "hf"  # hf | quantized | ray | vllm
+    engine_params: dict[str, Any] = field(default_factory=dict)  # engine-specific settings
+    batch_size: int = 512  # sequences per generate call
+
+
+@dataclass
+class LossSection:
+    clip_low: float = 0.2  # PPO ratio lower clip range (1 - clip_low)
+    clip_high: float = 0.2  # PPO ratio upper clip range (1 + clip_high); DAPO's clip-higher uses 0.28
+    dual_clip_c: float | None = None  # dual-clip constant c > 1 for negative advantages (None = off)
+    agg_mode: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = \
+        "token-mean"  # loss aggregation
+    kl_coef: float = 0.0  # KL-to-reference coefficient in the loss (0 = no reference model)
+    kl_kind: Literal["k1", "k2", "k3", "abs"] = "k3"  # KL estimator
+    kl_in_reward_coef: float = 0.0  # KL-to-reference folded into the reward instead (REINFORCE++ style)
+    entropy_coef: float = 0.0  # entropy bonus coefficient (entropy is always logged)
+
+
+@dataclass
+class AlgorithmSection:
+    estimator: str = "reinforce_pp"  # advantage estimator (registry name)
+    estimator_params: dict[str, Any] = field(default_factory=dict)  # its parameters
+    correction: str = "none"  # rollout/train mismatch correction (registry name)
+    correction_params: dict[str, Any] = field(default_factory=dict)  # its parameters
+    loss: LossSection = field(default_factory=LossSection)
+
+
+@dataclass
+class TrainSection:
+    steps: int = 100  # RL steps (one rollout batch each)
+    prompts_per_step: int = 64  # prompts per step; rollouts per step = prompts x rollout.n
+    ppo_epochs: int = 1  # passes over each rollout batch
+    mini_batches: int = 1  # optimizer steps per epoch
+    micro_batch_size: int = 0  # gradient accumulation chunk in sequences (0 = whole mini-batch)
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # decay after warm-up
+    warmup_steps: int = 0  # linear warm-up steps
+    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
+    seed: int = 0  # seeds prompts, sampling and everything else
+    eval_every: int = 20  # steps between evaluations (0 = only at the end)
+    eval_prompts: int = 512  # test prompts used per evaluation
+    checkpoint_every: int = 50  # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 2  # most recent checkpoints kept
+
+
+@dataclass
+class RunSection:
+    output_dir: str = "runs/default"  # everything of the run goes here
+    threads: int = 0  # torch threads (0 = all cores)
+    tensorboard: bool = False  # also write tensorboard scalars (needs the tensorboard extra)
+    report: bool = True  # write the Markdown report with plots at the end
+
+
+@dataclass
+class RLVRConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    task: TaskSection = field(default_factory=TaskSection)
+    sft: SFTSection = field(default_factory=SFTSection)
+    rollout: RolloutSection = field(default_factory=RolloutSection)
+    algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def validate(self) -> None:
+        """Cross-field checks; each error names the keys involved and what would be right."""
+        _positive(self, ["train.steps", "train.prompts_per_step", "train.ppo_epochs", "train.mini_batches",
+                         "rollout.n", "rollout.max_new_tokens"])
+        if not 0 < self.rollout.top_p <= 1:
+            raise ConfigError(f"rollout.top_p={self.rollout.top_p} must be in (0, 1]")
+        if self.rollout.temperature <= 0:
+            raise ConfigError(f"rollout.temperature={self.rollout.temperature} must be > 0")
+        if self.train.prompts_per_step * self.rollout.n < self.train.mini_batches:
+            raise ConfigError("train.mini_batches exceeds the number of rollouts per step")
+        from rollwise.rlvr.advantages import make_estimator
+        from rollwise.rlvr.tasks import make_task
+
+        make_estimator(self.algorithm.estimator, **self.algorithm.estimator_params).validate(self.rollout.n)
+        make_task(self.task.name, **self.task.params)
+
+
+def _positive(cfg: RLVRConfig, keys: list[str]) -> None:
+    for key in keys:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value <= 0:
+            raise ConfigError(f"{key}={value} must be a positive integer")
+
+
+#: named presets for ``rollwise train --algorithm NAME`` (merged over the built-in defaults)
+PRESETS: dict[str, dict[str, Any]] = {
+    "reinforce_pp": {"algorithm": {"estimator": "reinforce_pp"}, "rollout": {"n": 1}},
+    "grpo": {"algorithm": {"estimator": "grpo"}, "rollout": {"n": 8}},
+    "dr_grpo": {"algorithm": {"estimator": "dr_grpo", "loss": {"agg_mode": "seq-mean-token-sum-norm"}},
+                "rollout": {"n": 8}},
+    "rloo": {"algorithm": {"estimator": "rloo"}, "rollout": {"n": 4}},
+    "reinforce_pp_baseline": {"algorithm": {"estimator": "reinforce_pp_baseline"}, "rollout": {"n": 4}},
+}
+
+
+def resolve_config(config_file: str | None = None, overrides: list[str] | None = None,
+                   algorithm: str | None = None, base: dict[str, Any] | None = None) -> RLVRConfig:
+    """Defaults <- preset <- TOML file <- ``--set`` overrides; then validate."""
+    data: dict[str, Any] = dict(base or {})
+    if algorithm:
+        if algorithm not in PRESETS:
+            raise ConfigError(f"--algorithm {algorithm!r} is not a preset; valid choices: {', '.join(PRESETS)}")
+        data = merge(data, PRESETS[algorithm])
+    if config_file:
+        data = merge(data, load_toml(config_file))
+    data = apply_overrides(data, list(overrides or []))
+    cfg = from_dict(RLVRConfig, data)
+    cfg.validate()
+    return cfg
+
+
+def config_to_dict(cfg: RLVRConfig) -> dict[str, Any]:
+    return to_dict(cfg)

@@ -1,0 +1,291 @@
+"""The algorithm-blind RLVR loop (ARCHITECTURE.md, "One RLVR training step").
+
+An algorithm is a choice of estimator, correction and loss terms, all named in the config; nothing in
+this file knows which one runs. One step::
+
+    prompts  = task pool sampled with (seed, step)
+    batch    = engine.generate(prompts, n)               # tokens, masks, rollout log-probs
+    rewards  = reward runner (failures contained, counted)
+    old_lp   = policy log-probs, teacher-forced           # trainer precision
+    adv      = estimator(batch)                           # registry
+    weights  = correction(batch)                          # none / tis / mis / ais
+    loss     = policy_loss(...); optimizer step; engine.sync_weights(policy)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rollwise.config import to_dict
+from rollwise.rlvr import correction as corrections
+from rollwise.rlvr.advantages import make_estimator
+from rollwise.rlvr.batch import RolloutBatch
+from rollwise.rlvr.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from rollwise.rlvr.engines import RolloutEngine, make_engine
+from rollwise.rlvr.evaluate import exact_success_prob
+from rollwise.rlvr.losses import LossConfig, kl_penalty, policy_loss
+from rollwise.rlvr.models import prompt_features, sequence_logprobs
+from rollwise.rlvr.rewards import RewardRunner
+from rollwise.rlvr.run_config import RLVRConfig
+from rollwise.rlvr.tasks import Example, Task
+from rollwise.runlog import PhaseTimer, RunLog, progress_bar
+
+
+def step_seed(seed: int, step: int, stream: int) -> int:
+    """A reproducible 63-bit seed for (run seed, step, stream); resumed runs draw the same numbers."""
+    return int(np.random.default_rng([seed, step, stream]).integers(0, 2**63 - 1))
+
+
+@dataclass
+class Trainer:
+    """Owns the policy, optimizer and stages of one RLVR run."""
+
+    cfg: RLVRConfig
+    policy: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    task: Task
+    engine: RolloutEngine | None = None
+    run_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        self.run_dir = Path(cfg.run.output_dir)
+        self.train_pool: list[Example] = self.task.examples("train")
+        self.test_pool: list[Example] = self.task.examples("test")[: cfg.train.eval_prompts]
+        if self.engine is None:
+            self.engine = make_engine(cfg.rollout.engine, self.policy, self.tokenizer,
+                                      **{"batch_size": cfg.rollout.batch_size, **cfg.rollout.engine_params})
+        self.rewards = RewardRunner(self.task.reward_funcs(), timeout_s=cfg.task.reward_timeout_s,
+                                    isolation=cfg.task.reward_isolation)
+        self.estimator = make_estimator(cfg.algorithm.estimator, **cfg.algorithm.estimator_params)
+        self.estimator.validate(cfg.rollout.n)
+        self.correction = corrections.make_correction(cfg.algorithm.correction, **cfg.algorithm.correction_params)
+        self.loss_cfg = LossConfig(**{k: v for k, v in to_dict(cfg.algorithm.loss).items()
+                                      if k != "kl_in_reward_coef"}, max_len=cfg.rollout.max_new_tokens)
+        needs_ref = cfg.algorithm.loss.kl_coef > 0 or cfg.algorithm.loss.kl_in_reward_coef > 0
+        self.ref_policy = copy.deepcopy(self.policy).eval().requires_grad_(False) if needs_ref else None
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.train.lr,
+                                           weight_decay=cfg.train.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.timer = PhaseTimer()
+        self.start_step = 1
+        self.rollouts_generated = 0
+        self.wall_offset = 0.0
+
+    # ----------------------------------------------------------------------------------- schedule
+    def _lr_factor(self, step: int) -> float:
+        t = self.cfg.train
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        frac = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        if t.lr_schedule == "linear":
+            return max(0.0, 1.0 - frac)
+        if t.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+        return 1.0
+
+    # ----------------------------------------------------------------------------------- stages
+    def sample_prompts(self, step: int) -> list[Example]:
+        rng = np.random.default_rng([self.cfg.train.seed, step, 0])
+        k = min(self.cfg.train.prompts_per_step, len(self.train_pool))
+        return [self.train_pool[i] for i in rng.choice(len(self.train_pool), size=k, replace=False)]
+
+    def rollout(self, step: int) -> RolloutBatch:
+        """Generate, score and teacher-force one batch (everything the update needs)."""
+        cfg = self.cfg
+        examples = self.sample_prompts(step)
+        with self.timer("generate"):
+            batch = self.engine.generate([e.prompt for e in examples], cfg.rollout, step_seed(cfg.train.seed, step, 1))
+        self.rollouts_generated += batch.size
+        columns: dict[str, list[Any]] = {"answer": [examples[g].answer for g in batch.group_ids.tolist()]}
+        for key in {k for e in examples for k in e.columns}:
+            columns[key] = [examples[g].columns.get(key) for g in batch.group_ids.tolist()]
+        batch.columns = columns
+        with self.timer("reward"):
+            rewards, self._reward_metrics = self.rewards(batch.prompts, batch.completions,
+                                                         batch.truncated.tolist(), columns)
+        batch.rewards = rewards
+        with self.timer("logprobs"), torch.no_grad():
+            ids, mask = batch.sequences()
+            t = batch.response_ids.shape[1]
+            batch.old_logprobs = sequence_logprobs(self.policy, ids, mask, t, cfg.rollout.temperature)[0] \
+                * batch.response_mask
+            if self.ref_policy is not None:
+                batch.ref_logprobs = sequence_logprobs(self.ref_policy, ids, mask, t, cfg.rollout.temperature)[0] \
+                    * batch.response_mask
+            if "prompt_features" in self.estimator.reads:
+                batch.prompt_features = prompt_features(self.policy, batch.prompt_ids, batch.prompt_mask)
+        return batch
+
+    def compute_advantages(self, batch: RolloutBatch) -> RolloutBatch:
+        with self.timer("advantage"):
+            beta = self.cfg.algorithm.loss.kl_in_reward_coef
+            if beta > 0:
+                batch.extras["kl_in_reward"] = (kl_penalty(batch.old_logprobs, batch.ref_logprobs,
+                                                           self.cfg.algorithm.loss.kl_kind)
+                                                * batch.response_mask * beta)
+            batch.advantages = self.estimator(batch)
+            weights, loss_mask, self._corr_metrics = self.correction(batch)
+            batch.is_weights, batch.loss_mask = weights, loss_mask
+        return batch
+
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """PPO epochs over mini-batches with gradient accumulation and clipping."""
+        cfg = self.cfg.train
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, self._step, 2))
+        sums: dict[str, float] = {}
+        n_updates = 0
+        self.policy.train()
+        with self.timer("update"):
+            for _ in range(cfg.ppo_epochs):
+                order = torch.randperm(batch.size, generator=gen)
+                for mb_idx in order.chunk(cfg.mini_batches):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    micro = cfg.micro_batch_size or len(mb_idx)
+                    for mc_idx in mb_idx.split(micro):
+                        metrics = self._loss_backward(batch.select(mc_idx), len(mc_idx) / len(mb_idx))
+                        for k, v in metrics.items():
+                            sums[k] = sums.get(k, 0.0) + v * len(mc_idx) / len(mb_idx)
+                    if cfg.max_grad_norm > 0:
+                        gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                        sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gn)
+                    self.optimizer.step()
+                    n_updates += 1
+            self.scheduler.step()
+        self.policy.eval()
+        with self.timer("sync"):
+            self.engine.sync_weights(self.policy)
+        return {k: v / n_updates for k, v in sums.items()}
+
+    def _loss_backward(self, mb: RolloutBatch, scale: float) -> dict[str, float]:
+        ids, mask = mb.sequences()
+        logprobs, entropy = sequence_logprobs(self.policy, ids, mask, mb.response_ids.shape[1],
+                                              self.cfg.rollout.temperature, with_entropy=True)
+        token_mask = mb.response_mask if mb.loss_mask is None else mb.response_mask * mb.loss_mask
+        loss, metrics = policy_loss(logprobs, mb.old_logprobs, mb.advantages, token_mask, self.loss_cfg,
+                                    ref_logprobs=mb.ref_logprobs, entropy=entropy, is_weights=mb.is_weights)
+        (loss * scale).backward()
+        return {**metrics, "loss": float(loss)}
+
+    # ----------------------------------------------------------------------------------- loop
+    def train_step(self, step: int) -> dict[str, Any]:
+        self._step = step
+        t0 = time.perf_counter()
+        batch = self.compute_advantages(self.rollout(step))
+        upd = self.update(batch)
+        phases = self.timer.pop()
+        return self._step_metrics(step, batch, upd, phases, time.perf_counter() - t0)
+
+    def _step_metrics(self, step: int, batch: RolloutBatch, upd: dict[str, float], phases: dict[str, float],
+                      seconds: float) -> dict[str, Any]:
+        r = batch.rewards
+        m = batch.response_mask.bool()
+        adv = batch.advantages[m]
+        lengths = batch.response_lengths
+        n_tokens = float(lengths.sum())
+        rec: dict[str, Any] = {
+            "step": step,
+            "reward": float(r.mean()),
+            "accuracy": float((r >= 1.0 - 1e-6).float().mean()),
+            "adv/mean": float(adv.mean()), "adv/std": float(adv.std()) if adv.numel() > 1 else 0.0,
+            "adv/abs_mean": float(adv.abs().mean()), "adv/max": float(adv.max()), "adv/min": float(adv.min()),
+            "response_length": float(lengths.mean()), "response_length_max": float(lengths.max()),
+            "truncated_frac": float(batch.truncated.float().mean()),
+            "rollouts": batch.size, "rollouts_total": self.rollouts_generated,
+            "lr": self.scheduler.get_last_lr()[0],
+            **{f"time/{k}": v for k, v in phases.items()},
+            "time/step": seconds,
+            "tokens_per_s": n_tokens / max(phases.get("generate", 1e-9), 1e-9),
+            **self._reward_metrics, **self._corr_metrics, **upd,
+        }
+        if batch.ref_logprobs is not None:
+            kl = kl_penalty(batch.old_logprobs, batch.ref_logprobs, "k3")
+            rec["kl_ref"] = float((kl * batch.response_mask).sum() / batch.response_mask.sum())
+        return rec
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Exact expected test accuracy for unique-answer tasks; sampled accuracy otherwise."""
+        if not self.test_pool:
+            return {}
+        if self.task.unique_answer:
+            v = exact_success_prob(self.policy, self.tokenizer, [e.prompt for e in self.test_pool],
+                                   [e.target or e.answer for e in self.test_pool],
+                                   temperature=self.cfg.rollout.temperature)
+            return {"eval/exact_accuracy": float(v.mean())}
+        sampling = copy.copy(self.cfg.rollout)
+        sampling.n = 1
+        batch = self.engine.generate([e.prompt for e in self.test_pool], sampling, step_seed(self.cfg.train.seed, 0, 3))
+        rewards, _ = self.rewards(batch.prompts, batch.completions, batch.truncated.tolist(),
+                                  {"answer": [e.answer for e in self.test_pool],
+                                   **{k: [e.columns.get(k) for e in self.test_pool]
+                                      for k in {k for e in self.test_pool for k in e.columns}}})
+        return {"eval/accuracy": float((rewards >= 1.0 - 1e-6).float().mean()), "eval/reward": float(rewards.mean())}
+
+    def state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "estimator": self.estimator.state_dict(), "correction": self.correction.state_dict(),
+                "rollouts_generated": self.rollouts_generated, "wall": self._wall(),
+                "config": to_dict(self.cfg)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.estimator.load_state_dict(state["estimator"])
+        self.correction.load_state_dict(state.get("correction", {}))
+        self.rollouts_generated = state["rollouts_generated"]
+        self.wall_offset = state.get("wall", 0.0)
+        set_rng_state(state["rng"])
+        self.start_step = state["step"] + 1
+
+    def _wall(self) -> float:
+        return self.wall_offset + (time.perf_counter() - self._t_start)
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Run (or resume) training; returns the last evaluation metrics."""
+        cfg = self.cfg
+        log = RunLog(self.run_dir, tensorboard=cfg.run.tensorboard)
+        self._t_start = time.perf_counter()
+        if resume:
+            ckpt = latest_checkpoint(self.run_dir)
+            if ckpt is None:
+                raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
+            from rollwise.rlvr.models import load_policy
+
+            weights, _ = load_policy(ckpt)
+            self.policy.load_state_dict(weights.state_dict())
+            self.engine.sync_weights(self.policy)
+            self.load_state(load_trainer_state(ckpt))
+            log.truncate_after(self.start_step - 1)
+        else:
+            self.estimator.prepare(self)
+            ev = self.evaluate()
+            log.log({"step": 0, "wall": 0.0, "rollouts_total": self.rollouts_generated, **ev})
+        last_eval: dict[str, Any] = {}
+        with progress_bar("train", total=cfg.train.steps) as bar:
+            bar.update(advance=self.start_step - 1)
+            for step in range(self.start_step, cfg.train.steps + 1):
+                rec = self.train_step(step)
+                if (cfg.train.eval_every and step % cfg.train.eval_every == 0) or step == cfg.train.steps:
+                    with self.timer("eval"):
+                        last_eval = self.evaluate()
+                    rec.update(last_eval)
+                    rec["time/eval"] = self.timer.pop().get("eval", 0.0)
+                rec["wall"] = self._wall()
+                log.log(rec)
+                if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == cfg.train.steps:
+                    save_checkpoint(self.run_dir, step, self.policy, self.tokenizer, self.state(),
+                                    keep=cfg.train.keep_checkpoints)
+                acc = last_eval.get("eval/exact_accuracy", last_eval.get("eval/accuracy", float("nan")))
+                bar.update(info=f"reward {rec['reward']:.3f} eval {acc:.3f}")
+        log.close()
+        return last_eval
