@@ -199,3 +199,60 @@ def bar_plot(path: str | Path, values: Mapping[str, float], ylabel: str, title: 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _series(records: list[dict[str, Any]], key: str, x: str = "step") -> tuple[list[float], list[float]]:
+    pts = [(r[x], r[key]) for r in records if isinstance(r.get(key), (int, float)) and x in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def write_run_report(run_dir: str | Path) -> Path:
+    """Render ``<run_dir>/metrics.jsonl`` as ``report.md`` with PNG plots; returns the report path.
+
+    Plots: reward and accuracy against step and wall-clock, evaluation accuracy, KL and entropy, and
+    time per phase.
+    """
+    from rollwise.runlog import read_jsonl
+
+    run = Path(run_dir)
+    records = read_jsonl(run / "metrics.jsonl")
+    if not records:
+        raise ValueError(f"{run / 'metrics.jsonl'} has no records")
+    figs = run / "plots"
+    eval_key = next((k for k in ("eval/exact_accuracy", "eval/accuracy") if any(k in r for r in records)), None)
+    made: list[Path] = []
+    for x, xlabel in (("step", "step"), ("wall", "wall-clock (s)")):
+        series = {"train reward": _series(records, "reward", x), "train accuracy": _series(records, "accuracy", x)}
+        if eval_key:
+            series[eval_key] = _series(records, eval_key, x)
+        made.append(line_plot(figs / f"reward_vs_{x}.png", series, xlabel, "reward / accuracy",
+                              title=f"reward and accuracy against {xlabel}"))
+    other = {k: _series(records, k) for k in ("kl_ref", "approx_kl", "entropy", "mismatch/k3_kl")
+             if any(k in r for r in records)}
+    if other:
+        made.append(line_plot(figs / "kl_entropy.png", other, "step", "value", title="KL and entropy"))
+    phases = sorted({k for r in records for k in r if k.startswith("time/") and k != "time/step"})
+    if phases:
+        made.append(line_plot(figs / "phase_times.png", {p[5:]: _series(records, p) for p in phases}, "step",
+                              "seconds", title="time per phase"))
+    steps = [r for r in records if r.get("step", 0) > 0]
+    first_eval = next((r[eval_key] for r in records if eval_key and eval_key in r), None)
+    last_eval = next((r[eval_key] for r in reversed(records) if eval_key and eval_key in r), None)
+    summary = {
+        "steps": steps[-1]["step"] if steps else 0,
+        "wall-clock (s)": steps[-1].get("wall") if steps else None,
+        "rollouts generated": steps[-1].get("rollouts_total") if steps else None,
+        f"{eval_key} at start": first_eval, f"{eval_key} at end": last_eval,
+        "final train reward": steps[-1].get("reward") if steps else None,
+        "reward failures (total)": sum(r.get("reward/failures", 0) for r in steps),
+        "mean truncated fraction": (sum(r.get("truncated_frac", 0) for r in steps) / len(steps)) if steps else None,
+    }
+    phase_tot = {p[5:]: sum(r.get(p, 0.0) for r in steps) for p in phases}
+    lines = [f"# Run report: {run}", "", markdown_table([{"quantity": k, "value": v} for k, v in summary.items()]),
+             "", "## Time per phase (s, total)", "", markdown_table([phase_tot]), ""]
+    lines += [f"![{p.stem}](plots/{p.name})" for p in made]
+    if (run / "config.toml").exists():
+        lines += ["", "## Config", "", "```toml", (run / "config.toml").read_text().rstrip(), "```"]
+    md = run / "report.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md

@@ -54,14 +54,13 @@ class LossSection:
         "token-mean"  # loss aggregation
     kl_coef: float = 0.0  # KL-to-reference coefficient in the loss (0 = no reference model)
     kl_kind: Literal["k1", "k2", "k3", "abs"] = "k3"  # KL estimator
-    kl_in_reward_coef: float = 0.0  # KL-to-reference folded into the reward instead (REINFORCE++ style)
     entropy_coef: float = 0.0  # entropy bonus coefficient (entropy is always logged)
 
 
 @dataclass
 class AlgorithmSection:
     estimator: str = "reinforce_pp"  # advantage estimator (registry name)
-    estimator_params: dict[str, Any] = field(default_factory=dict)  # its parameters
+    estimator_params: dict[str, Any] = field(default_factory=dict)  # its parameters (KL-in-reward: kl_coef)
     correction: str = "none"  # rollout/train mismatch correction (registry name)
     correction_params: dict[str, Any] = field(default_factory=dict)  # its parameters
     loss: LossSection = field(default_factory=LossSection)

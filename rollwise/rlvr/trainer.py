@@ -69,9 +69,9 @@ class Trainer:
         self.estimator = make_estimator(cfg.algorithm.estimator, **cfg.algorithm.estimator_params)
         self.estimator.validate(cfg.rollout.n)
         self.correction = corrections.make_correction(cfg.algorithm.correction, **cfg.algorithm.correction_params)
-        self.loss_cfg = LossConfig(**{k: v for k, v in to_dict(cfg.algorithm.loss).items()
-                                      if k != "kl_in_reward_coef"}, max_len=cfg.rollout.max_new_tokens)
-        needs_ref = cfg.algorithm.loss.kl_coef > 0 or cfg.algorithm.loss.kl_in_reward_coef > 0
+        self.loss_cfg = LossConfig(**to_dict(cfg.algorithm.loss), max_len=cfg.rollout.max_new_tokens)
+        self.reads = self.estimator.fields_read()
+        needs_ref = cfg.algorithm.loss.kl_coef > 0 or "ref_logprobs" in self.reads
         self.ref_policy = copy.deepcopy(self.policy).eval().requires_grad_(False) if needs_ref else None
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.train.lr,
                                            weight_decay=cfg.train.weight_decay)
@@ -122,17 +122,12 @@ class Trainer:
             if self.ref_policy is not None:
                 batch.ref_logprobs = sequence_logprobs(self.ref_policy, ids, mask, t, cfg.rollout.temperature)[0] \
                     * batch.response_mask
-            if "prompt_features" in self.estimator.reads:
+            if "prompt_features" in self.reads:
                 batch.prompt_features = prompt_features(self.policy, batch.prompt_ids, batch.prompt_mask)
         return batch
 
     def compute_advantages(self, batch: RolloutBatch) -> RolloutBatch:
         with self.timer("advantage"):
-            beta = self.cfg.algorithm.loss.kl_in_reward_coef
-            if beta > 0:
-                batch.extras["kl_in_reward"] = (kl_penalty(batch.old_logprobs, batch.ref_logprobs,
-                                                           self.cfg.algorithm.loss.kl_kind)
-                                                * batch.response_mask * beta)
             batch.advantages = self.estimator(batch)
             weights, loss_mask, self._corr_metrics = self.correction(batch)
             batch.is_weights, batch.loss_mask = weights, loss_mask

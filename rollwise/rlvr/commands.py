@@ -1,0 +1,139 @@
+"""Implementation of ``rollwise train | sft | eval | report`` (argument parsing lives in rollwise.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rollwise.config import ConfigError, to_dict, to_toml
+from rollwise.rlvr.run_config import RLVRConfig, resolve_config
+from rollwise.runlog import seed_everything, set_threads
+
+#: the built-in default job: a tiny model from scratch, warmed up, trained with RL on add3, on CPU
+DEFAULT_JOB: dict[str, Any] = {}
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bool = False):
+    """The starting policy: a hub/local model, or the tiny model (warmed up with SFT when enabled).
+
+    The warm start is saved in ``<run>/warm_start`` and reused by ``--resume``.
+    """
+    from rollwise.rlvr.models import char_tokenizer, load_policy, save_policy, tiny_causal_lm
+    from rollwise.rlvr.sft import supervised_warm_start
+
+    if cfg.model.name_or_path:
+        return load_policy(cfg.model.name_or_path)
+    if warm_dir is not None and resume and (warm_dir / "config.json").exists():
+        return load_policy(warm_dir)
+    tokenizer = char_tokenizer()
+    model = tiny_causal_lm(tokenizer, cfg.model.tiny, seed=cfg.model.init_seed)
+    if cfg.sft.enabled and cfg.sft.steps > 0:
+        examples = task.sft_examples(cfg.sft.examples, seed=cfg.train.seed)
+        supervised_warm_start(model, tokenizer, [e.prompt for e in examples], [e.target for e in examples],
+                              steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, lr=cfg.sft.lr, seed=cfg.train.seed)
+    if warm_dir is not None:
+        save_policy(model, tokenizer, warm_dir, tiny=cfg.model.tiny)
+    return model, tokenizer
+
+
+def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
+    """Build everything from ``cfg``, train, write the report; returns a summary dict."""
+    from rollwise.report import write_run_report
+    from rollwise.rlvr.tasks import make_task
+    from rollwise.rlvr.trainer import Trainer
+
+    _quiet_transformers()
+    set_threads(cfg.run.threads or None)
+    seed_everything(cfg.train.seed)
+    run_dir = Path(cfg.run.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        (run_dir / "metrics.jsonl").unlink()
+    (run_dir / "config.toml").write_text(to_toml(to_dict(cfg)))
+    task = make_task(cfg.task.name, **cfg.task.params)
+    policy, tokenizer = build_policy(cfg, task, run_dir / "warm_start", resume=resume)
+    trainer = Trainer(cfg, policy, tokenizer, task)
+    final = trainer.fit(resume=resume)
+    summary: dict[str, Any] = {"run_dir": str(run_dir), **final}
+    if cfg.run.report:
+        summary["report"] = str(write_run_report(run_dir))
+    return summary
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args.config, args.set, getattr(args, "algorithm", None), base=DEFAULT_JOB)
+    if args.print_config:
+        print(to_toml(to_dict(cfg)), end="")
+        return 0
+    summary = run_training(cfg, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    if "report" in summary:
+        print(f"report: {summary['report']}")
+    return 0
+
+
+def _cmd_sft(args: argparse.Namespace) -> int:
+    from rollwise.rlvr.models import save_policy
+    from rollwise.rlvr.tasks import make_task
+    from rollwise.rlvr.trainer import Trainer
+
+    cfg = resolve_config(args.config, args.set, base=DEFAULT_JOB)
+    if args.print_config:
+        print(to_toml(to_dict(cfg)), end="")
+        return 0
+    _quiet_transformers()
+    set_threads(cfg.run.threads or None)
+    seed_everything(cfg.train.seed)
+    task = make_task(cfg.task.name, **cfg.task.params)
+    out = Path(cfg.run.output_dir) / "sft"
+    policy, tokenizer = build_policy(cfg, task, out)
+    save_policy(policy, tokenizer, out, tiny=cfg.model.tiny)
+    ev = Trainer(cfg, policy, tokenizer, task).evaluate()
+    print(json.dumps({"model": str(out), **ev}, indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from rollwise.rlvr.checkpoint import latest_checkpoint
+    from rollwise.rlvr.evaluate import evaluate_sampled
+    from rollwise.rlvr.models import load_policy
+    from rollwise.rlvr.tasks import make_task
+
+    path = Path(args.checkpoint)
+    cfg_file = args.config or (str(path / "config.toml") if (path / "config.toml").exists() else None)
+    cfg = resolve_config(cfg_file, args.set)
+    ckpt = latest_checkpoint(path) or path
+    _quiet_transformers()
+    set_threads(cfg.run.threads or None)
+    policy, tokenizer = load_policy(ckpt)
+    task = make_task(cfg.task.name, **cfg.task.params)
+    ks = [int(k) for k in args.k.split(",")]
+    result = evaluate_sampled(policy, tokenizer, task, cfg, n=args.n, ks=ks)
+    print(json.dumps({"checkpoint": str(ckpt), **result}, indent=2))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from rollwise.report import write_run_report
+
+    print(f"report: {write_run_report(args.run_dir)}")
+    return 0
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    handlers = {"train": _cmd_train, "sft": _cmd_sft, "eval": _cmd_eval, "report": _cmd_report}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as e:
+        print(f"rollwise {args.command}: config error: {e}", file=sys.stderr)
+        return 2
