@@ -1,0 +1,107 @@
+"""Policy-gradient agents trained on the shaped reward (spec ``explors.md`` §B5).
+
+* :class:`TabularReinforce`: softmax over θ[s, a] (θ = 0 at start), no baseline,
+  θ[s,·] += η·(1/n)·Σ_samples Ĝ_t·(e_{a_t} − π(·|s_t)) with the *current* π (``agent_reinforce_tabular.py``).
+* :class:`NeuralReinforce`: MLP obs -> 256 ReLU -> log-softmax, Adam, one step per episode on
+  −mean_t(log π(a_t|s_t)·Ĝ_t); rollouts use (1−ε)·π + ε/|A| (``code_neural/agent_reinforce.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rollwise.shaping.rollout import Episode
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise stable softmax. ``logits``: (S, A) -> (S, A)."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def sample_index(cumulative: np.ndarray, u: float) -> int:
+    """Index drawn by inverse CDF: the first a with u < cumulative[a] (clamped to the last index)."""
+    n = len(cumulative)
+    a = 0
+    while a < n - 1 and u >= cumulative[a]:
+        a += 1
+    return a
+
+
+def reinforce_gradient(states: np.ndarray, actions: np.ndarray, returns: np.ndarray,
+                       policy: np.ndarray) -> np.ndarray:
+    """Σ_samples G_t·(e_{a_t} − π(·|s_t)) scattered into (S, A). ``policy``: (S, A) current π."""
+    grad = np.zeros_like(policy)
+    np.add.at(grad, (states, actions), returns)
+    np.add.at(grad, states, -returns[:, None] * policy[states])
+    return grad
+
+
+class TabularReinforce:
+    """Tabular softmax REINFORCE with plain SGD (§B5)."""
+
+    def __init__(self, n_states: int, n_actions: int, lr: float = 0.1):
+        self.theta = np.zeros((n_states, n_actions))
+        self.lr = lr
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # A new array each time: rows handed out by act() stay frozen as "π at rollout time".
+        self.policy = softmax(self.theta)
+        self.cumulative = np.cumsum(self.policy, axis=1)
+
+    def act(self, obs: int, rng: np.random.Generator, explore: bool = True) -> tuple[int, np.ndarray]:
+        del explore  # the tabular agent always samples from π
+        return sample_index(self.cumulative[obs], rng.random()), self.policy[obs]
+
+    def update(self, episodes: list[Episode]) -> None:
+        """θ += η·(1/n)·Σ Ĝ_t (e_{a_t} − π(·|s_t)) over the given (recent) episodes (§B5)."""
+        states = np.concatenate([e.states for e in episodes])
+        actions = np.concatenate([e.actions for e in episodes])
+        shaped = np.concatenate([e.shaped_returns for e in episodes])
+        grad = reinforce_gradient(states, actions, shaped, self.policy)
+        self.theta += self.lr * grad / len(states)
+        self._refresh()
+
+
+def mlp(n_in: int, n_out: int, hidden: int, out: nn.Module | None = None) -> nn.Sequential:
+    """Linear(n_in, hidden) -> ReLU -> Linear(hidden, n_out) [-> out]: every network of the neural code."""
+    layers: list[nn.Module] = [nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out)]
+    if out is not None:
+        layers.append(out)
+    return nn.Sequential(*layers)
+
+
+class NeuralReinforce:
+    """REINFORCE with an MLP policy and Adam, one step per episode (§B5, LineK)."""
+
+    def __init__(self, obs_dim: int, n_actions: int, lr: float = 1e-5, hidden: int = 256,
+                 epsilon: float = 0.05):
+        self.net = mlp(obs_dim, n_actions, hidden, nn.LogSoftmax(dim=-1))
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.epsilon, self.n_actions = epsilon, n_actions
+
+    def probs(self, obs: np.ndarray) -> np.ndarray:
+        """π(·|obs). ``obs``: (obs_dim,) -> (A,) or (N, obs_dim) -> (N, A)."""
+        with torch.no_grad():
+            return self.net(torch.as_tensor(obs, dtype=torch.float32)).exp().double().numpy()
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator, explore: bool = True) -> tuple[int, np.ndarray]:
+        p = self.probs(obs)
+        behaviour = (1 - self.epsilon) * p + self.epsilon / self.n_actions if explore else p
+        return sample_index(np.cumsum(behaviour), rng.random()), p
+
+    def update(self, episodes: list[Episode]) -> None:
+        """One Adam step per episode on −mean_t log π(a_t|s_t)·Ĝ_t (§B5)."""
+        for e in episodes:
+            logp = self.net(torch.as_tensor(e.states, dtype=torch.float32))
+            chosen = logp.gather(1, torch.as_tensor(e.actions).view(-1, 1)).squeeze(1)
+            loss = -(chosen * torch.as_tensor(e.shaped_returns, dtype=torch.float32)).mean()
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+
+
+__all__ = ["TabularReinforce", "NeuralReinforce", "mlp", "softmax", "sample_index", "reinforce_gradient"]
