@@ -1,0 +1,111 @@
+"""The task contract: examples (prompt, gold answer, optional SFT target, extra columns), default verifiers,
+and a registry of tasks by name with typed parameters.
+
+A task owns two deterministic, disjoint pools (``train`` for RL prompts, ``test`` for held-out evaluation)
+built from its seed, and can produce supervised warm-start examples that never touch the test pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rollwise.config import ConfigError
+from rollwise.rlvr.rewards import RewardFunc
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One verifiable problem.
+
+    ``prompt`` is fed to the policy as is (the tokenizer adds BOS); ``answer`` is what the verifier compares
+    against; ``target`` is one correct completion (characters only, the tokenizer adds EOS) for a supervised
+    warm start; ``columns`` are extra data-set columns passed to reward functions as keyword arguments.
+    """
+
+    prompt: str
+    answer: str
+    target: str | None = None
+    columns: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """A verifiable task. Subclasses set ``name``, ``unique_answer`` and ``params_cls`` (a dataclass)."""
+
+    name: ClassVar[str]
+    #: True when exactly one completion is correct, so V(x) = pi(y*|x) is exact (see evaluate.py)
+    unique_answer: ClassVar[bool]
+    params_cls: ClassVar[type]
+
+    def __init__(self, params: Any | None = None) -> None:
+        self.params = self.params_cls() if params is None else params
+
+    @abstractmethod
+    def examples(self, split: str) -> list[Example]:
+        """The deterministic pool of ``split`` ('train' or 'test'); the two pools are disjoint."""
+
+    @abstractmethod
+    def reward_funcs(self) -> list[RewardFunc]:
+        """The default verifier(s), TRL-style callables (see rewards.py)."""
+
+    @abstractmethod
+    def sft_examples(self, n: int, seed: int) -> list[Example]:
+        """``n`` examples with a ``target`` for a supervised warm start; never drawn from the test pool."""
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not valid; valid choices: {', '.join(SPLITS)}")
+
+
+def collate_columns(examples: Sequence[Example], repeat: int = 1) -> dict[str, list[Any]]:
+    """Reward-function keyword columns for rollouts of ``examples``, each example repeated ``repeat`` times
+    consecutively (the rollout order of a group): ``{"answer": [...], <column>: [...]}``."""
+    keys: list[str] = []
+    for ex in examples:
+        keys.extend(k for k in ex.columns if k not in keys)
+    if "answer" in keys:
+        raise ValueError("an Example column may not be called 'answer'; it is reserved for Example.answer")
+    cols: dict[str, list[Any]] = {"answer": [ex.answer for ex in examples for _ in range(repeat)]}
+    for k in keys:
+        cols[k] = [ex.columns.get(k) for ex in examples for _ in range(repeat)]
+    return cols
+
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make ``cls`` available to :func:`make_task` under ``cls.name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"task {cls.name!r} is already registered by {_REGISTRY[cls.name].__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def task_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_task(name: str, **params: Any) -> Task:
+    """Build a registered task; unknown names and unknown parameters raise ``ConfigError``."""
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ConfigError(f"task={name!r} is not a known task; valid choices: {', '.join(task_names())}")
+    valid = [f.name for f in dataclasses.fields(cls.params_cls)]
+    for key in params:
+        if key not in valid:
+            raise ConfigError(f"task.{key} is not a parameter of task {name!r}; valid parameters: {', '.join(valid)}")
+    return cls(cls.params_cls(**params))
+
+
+def require(ok: bool, key: str, value: Any, must: str) -> None:
+    """Raise ``ConfigError`` naming the task parameter when a validity condition fails."""
+    if not ok:
+        raise ConfigError(f"task.{key}={value!r} is invalid: {must}")
+
