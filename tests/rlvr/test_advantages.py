@@ -247,6 +247,8 @@ def test_one_rollout_per_prompt_is_a_config_error_for_group_estimators() -> None
         assert "reinforce_pp" in msg and "grpo," not in msg
         make_estimator(name).validate(2)
     make_estimator("reinforce_pp").validate(1)
+    with pytest.raises(ConfigError, match="rollout.n=0 is invalid"):
+        make_estimator("reinforce_pp").validate(0)
     make_estimator("reinforce_pp_baseline").validate(1)
 
 

@@ -51,12 +51,14 @@ class AdvantageEstimator:
 
     def validate(self, n_per_prompt: int) -> None:
         """Raise ConfigError at config time when ``rollout.n`` is too small for this estimator."""
+        if n_per_prompt < 1:
+            raise ConfigError(f"rollout.n={n_per_prompt} is invalid; it must be >= 1")
         if n_per_prompt >= self.min_group_size:
             return
         usable = [n for n, cls in sorted(_REGISTRY.items()) if cls.min_group_size <= n_per_prompt]
         raise ConfigError(
             f"advantage estimator '{self.name}' needs at least {self.min_group_size} rollouts per prompt "
-            f"(got rollout.n={n_per_prompt}); with {n_per_prompt} rollout(s) per prompt use one of: "
+            f"(got rollout.n={n_per_prompt}); with {_rollouts(n_per_prompt)} per prompt use one of: "
             f"{', '.join(usable) or '(none registered)'}"
         )
 
@@ -98,6 +100,10 @@ class AdvantageEstimator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
+
+
+def _rollouts(n: int) -> str:
+    return "one rollout" if n == 1 else f"{n} rollouts"
 
 
 def build_params(params_cls: type, given: dict[str, Any], *, where: str) -> Any:
