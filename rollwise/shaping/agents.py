@@ -74,6 +74,26 @@ def mlp(n_in: int, n_out: int, hidden: int, out: nn.Module | None = None) -> nn.
     return nn.Sequential(*layers)
 
 
+class FrozenMLP:
+    """A numpy copy of an :func:`mlp` for fast single-observation forwards during rollouts.
+
+    Refresh it after every optimizer step of the torch network (:meth:`refresh`).
+    """
+
+    def __init__(self, net: nn.Sequential):
+        self.net = net
+        self.refresh()
+
+    def refresh(self) -> None:
+        first, last = self.net[0], self.net[2]
+        self.w1, self.b1 = first.weight.detach().double().numpy().T.copy(), first.bias.detach().double().numpy().copy()
+        self.w2, self.b2 = last.weight.detach().double().numpy().T.copy(), last.bias.detach().double().numpy().copy()
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """Pre-activation output. ``obs``: (obs_dim,) -> (n_out,)."""
+        return np.maximum(obs @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2
+
+
 class NeuralReinforce:
     """REINFORCE with an MLP policy and Adam, one step per episode (§B5, LineK)."""
 
@@ -82,11 +102,11 @@ class NeuralReinforce:
         self.net = mlp(obs_dim, n_actions, hidden, nn.LogSoftmax(dim=-1))
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.epsilon, self.n_actions = epsilon, n_actions
+        self.frozen = FrozenMLP(self.net)
 
     def probs(self, obs: np.ndarray) -> np.ndarray:
-        """π(·|obs). ``obs``: (obs_dim,) -> (A,) or (N, obs_dim) -> (N, A)."""
-        with torch.no_grad():
-            return self.net(torch.as_tensor(obs, dtype=torch.float32)).exp().double().numpy()
+        """π(·|obs) from the numpy copy of the policy. ``obs``: (obs_dim,) -> (A,)."""
+        return softmax(self.frozen.logits(obs))
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, explore: bool = True) -> tuple[int, np.ndarray]:
         p = self.probs(obs)
@@ -102,6 +122,7 @@ class NeuralReinforce:
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
+        self.frozen.refresh()
 
 
-__all__ = ["TabularReinforce", "NeuralReinforce", "mlp", "softmax", "sample_index", "reinforce_gradient"]
+__all__ = ["TabularReinforce", "NeuralReinforce", "FrozenMLP", "mlp", "softmax", "sample_index", "reinforce_gradient"]

@@ -18,7 +18,7 @@ import torch
 from scipy.special import expit
 from torch import nn
 
-from rollwise.shaping.agents import TabularReinforce, mlp
+from rollwise.shaping.agents import FrozenMLP, TabularReinforce, mlp
 from rollwise.shaping.config import METHODS, ExplorsConfig
 from rollwise.shaping.env import TabularEnv
 from rollwise.shaping.explors import ShapedReward, make_bonus, make_explors, make_selfrs
@@ -81,10 +81,10 @@ class NeuralSORS:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.n_pairs, self.gamma, self.rng, self.scale = n_pairs, gamma, rng, scale
         self.updates = 0
+        self.frozen = FrozenMLP(self.net)
 
     def value(self, obs: np.ndarray, action: int) -> float:
-        with torch.no_grad():
-            return self.scale * float(self.net(torch.as_tensor(obs, dtype=torch.float32))[action])
+        return self.scale * float(np.tanh(self.frozen.logits(obs)[action]))
 
     def _return(self, e: Episode) -> torch.Tensor:
         out = self.net(torch.as_tensor(e.states, dtype=torch.float32))
@@ -100,6 +100,7 @@ class NeuralSORS:
             loss.backward()
             self.opt.step()
         self.updates += bool(pairs)
+        self.frozen.refresh()
 
 
 def simulate(env: TabularEnv, start_states: np.ndarray, start_actions: np.ndarray, policy_cdf: np.ndarray,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rollwise.shaping.agents import mlp
+from rollwise.shaping.agents import FrozenMLP, mlp
 from rollwise.shaping.rollout import Episode, stack
 
 
@@ -106,10 +106,10 @@ class NeuralSelfRS:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.critic = NeuralCritic(obs_dim, hidden, critic_lr)
         self.scale = scale
+        self.frozen = FrozenMLP(self.net)
 
     def value(self, obs: np.ndarray, action: int) -> float:
-        with torch.no_grad():
-            return self.scale * float(self.net(torch.as_tensor(obs, dtype=torch.float32))[action])
+        return self.scale * float(np.tanh(self.frozen.logits(obs)[action]))
 
     def update(self, buffer: list[Episode], agent: Any = None) -> None:
         del agent
@@ -124,3 +124,4 @@ class NeuralSelfRS:
             loss.backward()
             self.opt.step()
             self.critic.update(states, returns)
+        self.frozen.refresh()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rollwise.runlog import set_threads
 from rollwise.shaping.agents import NeuralReinforce, TabularReinforce
 from rollwise.shaping.baselines import make_shaper
 from rollwise.shaping.config import ExplorsConfig
@@ -93,12 +94,20 @@ def train(env: Any, agent: Any, shaper: ShapedReward, config: ExplorsConfig, rng
 
 def run_method(env_name: str, method: str, config: ExplorsConfig, seed: int, env_kwargs: dict | None = None,
                progress: Any = None) -> Curve:
-    """One (environment, method, seed) run; deterministic on CPU for a given seed."""
+    """One (environment, method, seed) run; deterministic on CPU for a given seed.
+
+    Torch runs single-threaded inside (the networks are tiny; extra threads only add contention).
+    """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     env = make_env(env_name, **(env_kwargs or {}))
     env.reset(seed=seed)
     env.np_random = rng  # one stream for the env, the agent and the shaper
-    agent = make_agent(env, config)
-    shaper = make_shaper(method, env, config, rng)
-    return train(env, agent, shaper, config, rng, Curve(method, env_name, seed), progress)
+    threads = torch.get_num_threads()
+    set_threads(1)
+    try:
+        agent = make_agent(env, config)
+        shaper = make_shaper(method, env, config, rng)
+        return train(env, agent, shaper, config, rng, Curve(method, env_name, seed), progress)
+    finally:
+        set_threads(threads)
