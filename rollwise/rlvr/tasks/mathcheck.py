@@ -15,6 +15,7 @@ counted (``reward/math_verify/parse_failures``, ``.../timeouts``, ``.../errors``
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -85,17 +86,28 @@ def _parse(text: str) -> list:
     return parse(text, parsing_timeout=None)
 
 
+_LATEX_COMMAND = re.compile(r"\\(?:text|mathrm|textbf|mbox)\{[^}]*\}|\\[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def _looks_like_maths(text: str) -> bool:
+    """No run of two or more letters outside LaTeX commands: ``$not an answer$`` would otherwise parse as a
+    product of symbols (n*o*t*...)."""
+    return not _WORD.search(_LATEX_COMMAND.sub(" ", text))
+
+
 @lru_cache(maxsize=65536)
 def _parse_gold_cached(text: str) -> tuple:
-    parsed = _parse(text) or _parse(f"${text}$")
+    parsed = _parse(text) or (_parse(f"${text}$") if _looks_like_maths(text) else [])
     if not parsed:
         raise ValueError(f"math-verify cannot parse the gold answer {text!r}")
     return tuple(parsed)
 
 
 def parse_gold(text: str, timeout_s: float = 5.0) -> list:
-    """math-verify's parse of a gold answer (tried bare, then as ``$text$``); ValueError when it yields
-    nothing, :class:`CheckTimeout` past the deadline."""
+    """math-verify's parse of a gold answer: tried bare, then as ``$text$`` when it has no plain words (so
+    ``x^2+1`` parses but ``not a number`` does not); ValueError when it yields nothing,
+    :class:`CheckTimeout` past the deadline."""
     return list(call_with_deadline(_parse_gold_cached, timeout_s, str(text)))
 
 

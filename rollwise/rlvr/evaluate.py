@@ -1,0 +1,111 @@
+"""Evaluation metrics: unbiased pass@k (Chen et al. 2021), maj@k, mean@k, and the exact success
+probability V(x) of ancestral sampling for unique-answer tasks (basis.md 5.1)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rollwise.rlvr.models import encode_completions, encode_prompts, sequence_logprobs
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (ucpo.md section 2):
+
+        pass@k = 1 - C(n - c, k) / C(n, k) = 1 - prod_{i = n - c + 1}^{n} (1 - k / i)
+
+    The product form avoids huge binomials. k > n raises ValueError (an estimate needs n >= k samples).
+    """
+    if not 0 <= c <= n:
+        raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
+    if k < 1:
+        raise ValueError(f"pass_at_k: k must be >= 1, got k={k}")
+    if k > n:
+        raise ValueError(f"pass_at_k: k={k} > n={n} samples; draw at least k samples per problem")
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+def mean_pass_at_k(correct: Sequence[Sequence[bool]], k: int) -> float:
+    """pass@k averaged over problems; ``correct[p]`` holds the correctness of each sample of problem p."""
+    if not correct:
+        raise ValueError("mean_pass_at_k: no problems")
+    return sum(pass_at_k(len(row), int(sum(bool(x) for x in row)), k) for row in correct) / len(correct)
+
+
+def _first_k(row: Sequence, k: int, what: str) -> Sequence:
+    if k < 1:
+        raise ValueError(f"{what}: k must be >= 1, got k={k}")
+    if len(row) < k:
+        raise ValueError(f"{what}: k={k} > {len(row)} samples of a problem")
+    return row[:k]
+
+
+def majority_vote(answers: Sequence[str | None]) -> str | None:
+    """The most frequent non-None answer; ties go to the answer that appears first; None when all are None."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(a for a in answers if a is not None and counts[a] == best)
+
+
+def maj_at_k(answers: Sequence[Sequence[str | None]], gold: Sequence[str], k: int) -> float:
+    """Fraction of problems whose majority answer over the FIRST k samples equals the gold answer.
+
+    ``answers[p][i]`` is the extracted (normalised) answer of sample i of problem p, None when no answer
+    could be extracted (it abstains). Ties are broken by first occurrence among the k samples; a problem
+    whose k samples all abstain counts as wrong.
+    """
+    if len(answers) != len(gold) or not answers:
+        raise ValueError(f"maj_at_k: {len(answers)} answer rows for {len(gold)} gold answers")
+    hits = [majority_vote(_first_k(row, k, "maj_at_k")) == g for row, g in zip(answers, gold)]
+    return sum(hits) / len(hits)
+
+
+def mean_at_k(rewards: Sequence[Sequence[float]], k: int) -> float:
+    """Mean reward of the first k samples, averaged over problems (mean@k; mean@1 over many samples is the
+    unbiased pass@1)."""
+    if not rewards:
+        raise ValueError("mean_at_k: no problems")
+    return sum(sum(map(float, _first_k(row, k, "mean_at_k"))) / k for row in rewards) / len(rewards)
+
+
+@torch.no_grad()
+def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                       completions: list[str], temperature: float = 1.0, batch_size: int = 256,
+                       log: bool = False) -> Tensor:
+    """V(x) = prod_t pi(y*_t | x, y*_<t) over the completion's tokens AND the final EOS (basis.md 5.1).
+
+    One teacher-forced pass per batch. For a task with a unique correct completion y*, V(x) is the exact
+    probability that plain ancestral sampling at ``temperature`` (no top-k / top-p, max_new_tokens at least
+    len(y*) + 1) returns exactly y* and stops, i.e. the expected accuracy on x.
+
+    Args:
+        prompts, completions: (N,) strings; completions without EOS (it is appended).
+    Returns:
+        (N,) float32 probabilities (log-probabilities when ``log``).
+    """
+    if len(prompts) != len(completions):
+        raise ValueError(f"exact_success_prob: {len(prompts)} prompts for {len(completions)} completions")
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        p_ids, p_mask = encode_prompts(tokenizer, prompts[start : start + batch_size])
+        c_ids, c_mask = encode_completions(tokenizer, completions[start : start + batch_size], add_eos=True)
+        ids = torch.cat([p_ids, c_ids], dim=1)
+        mask = torch.cat([p_mask, c_mask.to(p_mask.dtype)], dim=1)
+        logp, _ = sequence_logprobs(model, ids, mask, c_ids.shape[1], temperature=temperature)
+        out.append((logp * c_mask).sum(dim=-1))
+    model.train(was_training)
+    total = torch.cat(out).float() if out else torch.zeros(0)
+    return total if log else total.exp()
