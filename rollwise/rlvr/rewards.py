@@ -167,7 +167,10 @@ class RewardRunner:
             truncated: (B,) bools, True where generation stopped at the length limit without EOS.
             columns: data-set columns, each a list of B values, passed as keyword arguments.
         Returns:
-            rewards (B,) float32, the weighted sum (None and failed functions count as 0), and metrics.
+            rewards (B,) float32, the weighted sum (None and failed functions count as 0), and metrics:
+            ``reward/<name>/{mean,none_frac,errors,timeouts}`` per function (mean over its non-None values),
+            any ``pop_metrics`` values, ``reward/failures`` (functions that failed in this call),
+            ``reward/mean``, ``reward/std`` and ``reward/truncated_frac``.
         """
         prompts, completions = list(prompts), list(completions)
         n = len(completions)
@@ -179,7 +182,9 @@ class RewardRunner:
         kwargs["truncated"] = [bool(t) for t in flags]
         run = self._run_process if self.isolation == "process" else self._run_thread
         outcomes = run(prompts, completions, kwargs)
-        return self._combine(outcomes, n)
+        rewards, metrics = self._combine(outcomes, n)
+        metrics["reward/truncated_frac"] = sum(kwargs["truncated"]) / n if n else 0.0
+        return rewards, metrics
 
     def _run_thread(self, prompts: list[str], completions: list[str], kwargs: dict[str, Any]) -> list[_Outcome]:
         results: list[tuple | None] = [None] * len(self.funcs)

@@ -55,6 +55,7 @@ def test_weights_combine_and_columns_and_truncated_reach_functions():
     assert m["reward/exact_answer/mean"] == pytest.approx(1 / 3)
     assert m["reward/failures"] == 0 and m["reward/exact_answer/errors"] == 0
     assert m["reward/mean"] == pytest.approx(r.mean().item())
+    assert m["reward/truncated_frac"] == pytest.approx(1 / 3)
 
 
 @pytest.mark.parametrize("isolation", ["thread", "process"])

@@ -174,7 +174,7 @@ def test_countdown_solutions_and_number_use():
 def test_countdown_pools_solvable_disjoint_and_verifier():
     task = make_task("countdown", n_train=60, n_test=20, seed=0)
     train, test = task.examples("train"), task.examples("test")
-    key = lambda e: (tuple(e.columns["numbers"]), e.answer)  # noqa: E731
+    key = lambda e: (tuple(sorted(e.columns["numbers"])), e.answer)  # noqa: E731
     assert len(train) == 60 and len(test) == 20 and not {key(e) for e in train} & {key(e) for e in test}
     assert all(10 <= int(e.answer) <= 99 and len(e.columns["numbers"]) == 4 for e in train + test)
     assert score(task, train, [e.target for e in train]) == [1.0] * 60

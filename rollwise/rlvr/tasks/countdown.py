@@ -212,7 +212,7 @@ class CountdownParams:
     use_all: bool = True  # True: each number exactly once; False: at most once
     ops: str = OPS  # allowed operators, a subset of "+-*/"
     n_train: int = 4096  # RL training problems
-    n_test: int = 512  # held-out problems, disjoint from training as (numbers, target)
+    n_test: int = 512  # held-out problems, disjoint from training as (multiset of numbers, target)
     prompt_template: str = "{numbers};{target}="  # {numbers} is space-separated
     seed: int = 0  # seed of the pools
 
@@ -284,7 +284,7 @@ class Countdown(Task):
             tries += 1
             require(tries < 50 * (p.n_train + p.n_test) + 1000, "n_train+n_test", p.n_train + p.n_test,
                     "more distinct problems than these ranges allow")
-            key = (tuple(nums), target)
+            key = (tuple(sorted(nums)), target)  # the same numbers in another order count as the same problem
             if key not in seen:
                 seen.add(key)
                 pool.append(self._example(nums, target, solution))
@@ -301,12 +301,12 @@ class Countdown(Task):
     def sft_examples(self, n: int, seed: int) -> list[Example]:
         """Fresh problems outside the test pool; each target is a random solution found by :func:`solve`."""
         p = self.params
-        test = {(tuple(ex.columns["numbers"]), int(ex.answer)) for ex in self.examples("test")}
+        test = {(tuple(sorted(ex.columns["numbers"])), int(ex.answer)) for ex in self.examples("test")}
         rng = random.Random(f"countdown-sft-{seed}")
         out = []
         while len(out) < n:
             nums, target, _ = self._instance(rng)
-            if (tuple(nums), target) in test:
+            if (tuple(sorted(nums)), target) in test:
                 continue
             solutions = solve(nums, target, p.use_all, p.ops)
             out.append(self._example(nums, target, rng.choice(solutions)))
