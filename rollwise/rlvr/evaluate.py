@@ -96,6 +96,11 @@ def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     """
     if len(prompts) != len(completions):
         raise ValueError(f"exact_success_prob: {len(prompts)} prompts for {len(completions)} completions")
+    if tokenizer.padding_side != "left":
+        raise ValueError("exact_success_prob: the tokenizer must pad on the left (prompts are left-padded, "
+                         f"completions right-padded); got padding_side={tokenizer.padding_side!r}")
+    if not temperature > 0:
+        raise ValueError(f"exact_success_prob: temperature must be > 0, got {temperature}")
     was_training = model.training
     model.eval()
     out = []

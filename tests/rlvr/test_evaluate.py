@@ -103,6 +103,14 @@ def test_exact_success_prob_equals_stepwise_product(tiny, temperature):
     assert logv.exp().tolist() == pytest.approx(v.tolist(), rel=1e-5)
 
 
+def test_exact_success_prob_rejects_right_padding(tiny):
+    model, tok = tiny
+    tok = copy.deepcopy(tok)
+    tok.padding_side = "right"
+    with pytest.raises(ValueError, match="pad on the left"):
+        exact_success_prob(model, tok, ["1+1="], ["2"])
+
+
 def test_exact_success_prob_matches_sampling(tiny):
     """Monte-Carlo check: ancestral sampling at T=1 returns the completion then EOS with probability V."""
     model, tok = tiny

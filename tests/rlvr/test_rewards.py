@@ -1,4 +1,5 @@
 import logging
+import multiprocessing
 import time
 
 import pytest
@@ -75,6 +76,8 @@ def test_raising_and_hanging_functions_are_contained(isolation, caplog):
     warnings = [rec.getMessage() for rec in caplog.records]
     assert sum("raising_reward" in w and "verifier bug" in w for w in warnings) == 1  # once per function
     assert sum("hanging_reward" in w and "timed out" in w for w in warnings) == 1
+    if isolation == "process":  # the hung worker was killed, not left behind
+        assert not [p for p in multiprocessing.active_children() if p.name.startswith("reward-")]
 
 
 @pytest.mark.parametrize("isolation", ["thread", "process"])

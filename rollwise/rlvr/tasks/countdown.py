@@ -148,8 +148,7 @@ def _leaf(x: int) -> _Node:
 
 @lru_cache(maxsize=4096)
 def _reachable(numbers: tuple[int, ...], ops: str) -> dict[int, dict[_Q, _Node]]:
-    """For every proper subset (bit mask) of ``numbers``, each reachable value with one expression for it;
-    for the full set, the reachable values only (expressions are rebuilt by :func:`_solve`)."""
+    """For every non-empty subset (bit mask) of ``numbers``, each reachable value with one expression for it."""
     table: dict[int, dict[_Q, _Node]] = {}
     for mask in range(1, 1 << len(numbers)):
         if mask & (mask - 1) == 0:
@@ -194,7 +193,7 @@ def _solve(numbers: tuple[int, ...], target: int, use_all: bool, ops: str) -> tu
 def solve(numbers: list[int], target: int, use_all: bool = True, ops: str = OPS) -> list[str]:
     """Solutions found by dynamic programming over subsets of the numbers (sorted, distinct texts).
 
-    Every reachable value of every proper subset is kept with one representative expression, so a solution
+    Every reachable value of every subset is kept with one representative expression, so a solution
     is found whenever one exists (the search is exhaustive over values); the listed solutions are all last
     steps ``a op b`` over those representatives, so several but not every spelling of a solution appear.
     Results are cached per multiset of numbers.
