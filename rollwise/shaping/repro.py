@@ -172,6 +172,7 @@ def final_table(results: dict[tuple[str, str], list[Curve]], exps: list[Experime
                          "final per seed": ", ".join(f"{v:.2f}" for v in finals),
                          "mean": float(np.mean(finals)),
                          "first eval >= 5 (episode)": ", ".join("-" if x is None else str(x) for x in cross),
+                         "train eps with return > 0": ", ".join(str(c.successes) for c in cs),
                          "pilot (spec B10)": PILOT.get((e.env, m), ""),
                          "s per run": float(np.mean([c.seconds for c in cs]))})
     return rows

@@ -39,6 +39,7 @@ class Curve:
     returns: list[float] = field(default_factory=list)
     seconds: float = 0.0
     first_success: int | None = None  # first training episode with a positive extrinsic return
+    successes: int = 0  # training episodes with a positive extrinsic return (the code's "goal visits")
 
     def final(self, window: int = 5) -> float:
         """Mean of the last ``window`` evaluations (§C1's "final")."""
@@ -81,8 +82,10 @@ def train(env: Any, agent: Any, shaper: ShapedReward, config: ExplorsConfig, rng
             if progress is not None:
                 progress.update(config.eval_every, info=f"{curve.method} eval {curve.returns[-1]:.2f}")
         episode = rollout(env, agent, shaper, rng, config.gamma)
-        if curve.first_success is None and episode.extrinsic_return > 0:
-            curve.first_success = i
+        if episode.extrinsic_return > 0:
+            curve.successes += 1
+            if curve.first_success is None:
+                curve.first_success = i
         buffer.append(episode)
         if (i + 1) % config.reward_period == 0:
             shaper.update(list(buffer), agent)
