@@ -1,10 +1,12 @@
-"""Evaluation metrics: unbiased pass@k (Chen et al. 2021), maj@k, mean@k, and the exact success
-probability V(x) of ancestral sampling for unique-answer tasks (basis.md 5.1)."""
+"""Evaluation metrics: unbiased pass@k (Chen et al. 2021), maj@k, mean@k, the exact success probability
+V(x) of ancestral sampling for unique-answer tasks (basis.md 5.1), and a sampled evaluation of a policy on a
+task's held-out pool (:func:`evaluate_sampled`, used by ``rollwise eval``)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -114,3 +116,48 @@ def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     model.train(was_training)
     total = torch.cat(out).float() if out else torch.zeros(0)
     return total if log else total.exp()
+
+
+def evaluate_sampled(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any, cfg: Any,
+                     n: int = 64, ks: Sequence[int] = (1,), seed: int = 0, max_prompts: int | None = None
+                     ) -> dict[str, float]:
+    """Sample ``n`` completions per held-out prompt of ``task`` and score them with its verifiers.
+
+    Reads ``cfg.rollout`` (engine, engine_params, batch_size, temperature, top_p, max_new_tokens) and
+    ``cfg.task`` (reward_timeout_s, reward_isolation). Returns ``eval/pass@k`` for each k (unbiased,
+    a sample counts as correct when its reward is >= 1), ``eval/mean_reward``, ``eval/truncated_frac``,
+    ``eval/reward_failures`` and, for unique-answer tasks sampled with top_p = 1, ``eval/exact_accuracy``
+    = mean_x V(x) (the exact value of pass@1).
+    """
+    from rollwise.rlvr.engines import SamplingConfig, make_engine
+    from rollwise.rlvr.rewards import RewardRunner
+    from rollwise.rlvr.tasks import collate_columns
+
+    bad = [k for k in ks if not 1 <= k <= n]
+    if bad:
+        raise ValueError(f"evaluate_sampled: every k must be in [1, n={n}]; got {bad}")
+    examples = task.examples("test")[:max_prompts]
+    r = cfg.rollout
+    sampling = SamplingConfig(n=n, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens)
+    engine = make_engine(r.engine, policy, tokenizer, **{"batch_size": r.batch_size, **r.engine_params})
+    try:
+        batch = engine.generate([e.prompt for e in examples], sampling, seed)
+    finally:
+        engine.close()
+    runner = RewardRunner(task.reward_funcs(), timeout_s=cfg.task.reward_timeout_s,
+                          isolation=cfg.task.reward_isolation)
+    rewards, metrics = runner(batch.prompts, batch.completions, batch.truncated,
+                              collate_columns([examples[g] for g in batch.group_ids.tolist()]))
+    correct: list[list[bool]] = [[] for _ in examples]
+    for g, x in zip(batch.group_ids.tolist(), rewards.tolist()):
+        correct[g].append(x >= 1.0 - 1e-6)
+    out = {f"eval/pass@{k}": mean_pass_at_k(correct, k) for k in ks}
+    out.update({"eval/mean_reward": float(rewards.mean()), "eval/truncated_frac": float(batch.truncated.float().mean()),
+                "eval/reward_failures": metrics["reward/failures"], "eval/prompts": float(len(examples)),
+                "eval/samples_per_prompt": float(n)})
+    if task.unique_answer and r.top_p == 1.0:
+        v = exact_success_prob(policy, tokenizer, [e.prompt for e in examples],
+                               [e.target if e.target is not None else e.answer for e in examples],
+                               temperature=r.temperature)
+        out["eval/exact_accuracy"] = float(v.mean())
+    return out

@@ -1,11 +1,13 @@
 import copy
 import itertools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rollwise.rlvr.evaluate import (
+    evaluate_sampled,
     exact_success_prob,
     maj_at_k,
     majority_vote,
@@ -14,6 +16,7 @@ from rollwise.rlvr.evaluate import (
     pass_at_k,
 )
 from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, tiny_causal_lm
+from rollwise.rlvr.tasks import make_task
 
 
 @pytest.mark.parametrize("n", range(1, 8))
@@ -111,19 +114,16 @@ def test_exact_success_prob_rejects_right_padding(tiny):
         exact_success_prob(model, tok, ["1+1="], ["2"])
 
 
-def test_exact_success_prob_matches_sampling(tiny):
-    """Monte-Carlo check: ancestral sampling at T=1 returns the completion then EOS with probability V."""
-    model, tok = tiny
-    model = copy.deepcopy(model)
-    prompt, completion = "5+4=", "9"
+def fit_one(model, tok, prompt, completion, until=0.3):
+    """A few SFT steps on one (prompt, completion) until V is moderate: a forced easy target."""
     ids = tok([prompt], return_tensors="pt")["input_ids"]
     target = torch.tensor([tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]])
     seq = torch.cat([ids, target], dim=1)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     torch.manual_seed(0)
-    for _ in range(200):  # force an easy target: a few SFT steps until V is moderate
+    for _ in range(200):
         v = exact_success_prob(model, tok, [prompt], [completion]).item()
-        if v > 0.3:
+        if v > until:
             break
         model.train()
         logits = model(input_ids=seq).logits[0, ids.shape[1] - 1 : -1]
@@ -132,6 +132,13 @@ def test_exact_success_prob_matches_sampling(tiny):
         loss.backward()
         opt.step()
     model.eval()
+    return v, ids, target
+
+
+def test_exact_success_prob_matches_sampling(tiny):
+    """Monte-Carlo check: ancestral sampling at T=1 returns the completion then EOS with probability V."""
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    v, ids, target = fit_one(model, tok, "5+4=", "9")
     assert 0.3 < v < 0.98  # the check has power
     n = 4000
     with torch.no_grad():
@@ -141,3 +148,21 @@ def test_exact_success_prob_matches_sampling(tiny):
     new = out[:, ids.shape[1]:]
     hits = ((new[:, 0] == target[0, 0]) & (new[:, 1] == tok.eos_token_id)).float().mean().item()
     assert abs(hits - v) < 4 * math.sqrt(v * (1 - v) / n)
+
+
+def test_evaluate_sampled_agrees_with_exact_value(tiny):
+    task = make_task("add3", max_operand=3, n_train=2, n_test=1, seed=0)
+    ex = task.examples("test")[0]
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    v, _, _ = fit_one(model, tok, ex.prompt, ex.answer)
+    rollout = SimpleNamespace(engine="hf", engine_params={}, batch_size=512, temperature=1.0, top_p=1.0,
+                              max_new_tokens=4)
+    cfg = SimpleNamespace(rollout=rollout, task=SimpleNamespace(reward_timeout_s=10.0, reward_isolation="thread"))
+    n = 400
+    out = evaluate_sampled(model, tok, task, cfg, n=n, ks=(1, 4, 400), seed=0)
+    assert out["eval/exact_accuracy"] == pytest.approx(v, rel=1e-5)
+    assert abs(out["eval/pass@1"] - v) < 4 * math.sqrt(v * (1 - v) / n)
+    assert out["eval/pass@1"] <= out["eval/pass@4"] <= out["eval/pass@400"] == 1.0
+    assert out["eval/reward_failures"] == 0 and out["eval/prompts"] == 1
+    with pytest.raises(ValueError, match="k must be in"):
+        evaluate_sampled(model, tok, task, cfg, n=4, ks=(8,))
