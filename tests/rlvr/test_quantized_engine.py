@@ -1,0 +1,122 @@
+"""The quantized rollout engine: formats, refresh after optimizer steps, its own log-probs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rollwise.config import ConfigError
+from rollwise.rlvr.correction import make_correction
+from rollwise.rlvr.engines import SamplingConfig, make_engine
+from rollwise.rlvr.engines.quantized import FORMATS, QuantizedEngine, fake_quantize, quantized_linear_names
+from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, sequence_logprobs, tiny_causal_lm
+
+PROMPTS = ["12+3=", "7+40="]
+SAMPLING = SamplingConfig(n=4, max_new_tokens=6)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tok = char_tokenizer()
+    cfg = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=32)
+    return tiny_causal_lm(tok, cfg, seed=0), tok
+
+
+def _teacher_forced(model, batch):
+    ids, mask = batch.sequences()
+    with torch.no_grad():
+        return sequence_logprobs(model, ids, mask, batch.response_ids.shape[1])[0] * batch.response_mask
+
+
+def test_fake_quantize_golden():
+    w = torch.tensor([[1.0, -0.6, 0.26], [0.0, 0.0, 0.0]])
+    q = fake_quantize(w, "int4")  # per row: s = 1/7
+    torch.testing.assert_close(q[0], torch.tensor([7, -4, 2]) / 7.0)
+    assert torch.equal(q[1], torch.zeros(3))
+    assert fake_quantize(torch.tensor([448.0, 1.0]), "fp8_e4m3").tolist() == [448.0, 1.0]
+    assert fake_quantize(torch.tensor([448.0, 1.1]), "fp8_e4m3")[1] == 1.125  # e4m3 has 3 mantissa bits
+    assert torch.equal(fake_quantize(w, "none"), w)
+    with pytest.raises(ConfigError, match="valid choices"):
+        fake_quantize(w, "fp6")
+
+
+@pytest.mark.parametrize("fmt", ["fp8_e4m3", "fp8_e5m2", "int8", "int4"])
+def test_rollout_logprobs_are_the_quantized_copy_s(tiny, fmt):
+    policy, tok = tiny
+    engine = make_engine("quantized", policy, tok, fmt=fmt)
+    assert isinstance(engine, QuantizedEngine)
+    batch = engine.generate(PROMPTS, SAMPLING, seed=3)
+    torch.testing.assert_close(batch.rollout_logprobs, _teacher_forced(engine.model, batch), atol=1e-4, rtol=0)
+    gap = (batch.rollout_logprobs - _teacher_forced(policy, batch)).abs().max()
+    assert gap > 1e-4  # and they are not the trainer's
+    for name in quantized_linear_names(policy):
+        w = engine.model.get_submodule(name).weight
+        torch.testing.assert_close(w, fake_quantize(policy.get_submodule(name).weight, fmt), atol=0, rtol=0)
+    assert torch.equal(engine.model.lm_head.weight, policy.lm_head.weight)  # lm_head stays full precision
+
+
+def test_identity_format_gives_unit_weights_and_zero_lambda(tiny):
+    policy, tok = tiny
+    batch = make_engine("quantized", policy, tok, fmt="none").generate(PROMPTS, SAMPLING, seed=1)
+    batch.old_logprobs = _teacher_forced(policy, batch)
+    w, _, m = make_correction("ais")(batch)
+    # generate (KV cache) vs one teacher-forced pass differ only by float rounding
+    assert m["mismatch/ess_ratio"] > 1 - 1e-6 and m["mismatch/abs_log_ratio"] < 1e-5
+    assert m["ais/lambda"] < 1e-3
+    torch.testing.assert_close(w, batch.response_mask, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("fmt", ["fp8_e4m3", "int8_dynamic"])
+def test_sync_weights_refreshes_after_an_optimizer_step(fmt):
+    tok = char_tokenizer()
+    cfg = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=32)
+    policy = tiny_causal_lm(tok, cfg, seed=1)
+    engine = QuantizedEngine(policy, tok, fmt=fmt)
+    before = engine.generate(PROMPTS, SAMPLING, seed=0)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    stale = engine.generate(PROMPTS, SAMPLING, seed=0)
+    torch.testing.assert_close(stale.rollout_logprobs, before.rollout_logprobs)  # not refreshed yet
+    engine.sync_weights(policy)
+    fresh = engine.generate(PROMPTS, SAMPLING, seed=0)
+    rebuilt = QuantizedEngine(policy, tok, fmt=fmt).generate(PROMPTS, SAMPLING, seed=0)
+    assert torch.equal(fresh.response_ids, rebuilt.response_ids)
+    torch.testing.assert_close(fresh.rollout_logprobs, rebuilt.rollout_logprobs, atol=1e-6, rtol=0)
+    assert not torch.allclose(fresh.rollout_logprobs, before.rollout_logprobs)
+
+
+def test_int8_dynamic_uses_int8_kernels_and_stays_close(tiny):
+    policy, tok = tiny
+    engine = QuantizedEngine(policy, tok, fmt="int8_dynamic")
+    kinds = {type(engine.model.get_submodule(n)).__module__ for n in quantized_linear_names(policy)}
+    assert kinds == {"torch.ao.nn.quantized.dynamic.modules.linear"}
+    batch = engine.generate(PROMPTS, SAMPLING, seed=2)
+    gap = (batch.rollout_logprobs - _teacher_forced(policy, batch)).abs().max()
+    assert 1e-5 < gap < 0.5
+
+
+def test_activation_fake_quant_widens_the_gap(tiny):
+    policy, tok = tiny
+    weights_only = QuantizedEngine(policy, tok, fmt="fp8_e4m3").generate(PROMPTS, SAMPLING, seed=4)
+    w8a8 = QuantizedEngine(policy, tok, fmt="fp8_e4m3", activations=True)
+    batch = w8a8.generate(PROMPTS, SAMPLING, seed=4)
+    torch.testing.assert_close(batch.rollout_logprobs, _teacher_forced(w8a8.model, batch), atol=1e-4, rtol=0)
+    assert not torch.equal(batch.rollout_logprobs, weights_only.rollout_logprobs)
+
+
+def test_engine_config_errors(tiny):
+    policy, tok = tiny
+    assert "int8_dynamic" in FORMATS
+    with pytest.raises(ConfigError, match="fmt"):
+        QuantizedEngine(policy, tok, fmt="bf4")
+    with pytest.raises(ConfigError, match="activations"):
+        QuantizedEngine(policy, tok, fmt="int8", activations=True)
+
+
+def test_policy_is_not_modified(tiny):
+    policy, tok = tiny
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    QuantizedEngine(policy, tok, fmt="int4").generate(PROMPTS, SAMPLING, seed=0)
+    for k, v in policy.state_dict().items():
+        assert torch.equal(v, before[k]), k
