@@ -66,6 +66,37 @@ class TabularReinforce:
         self._refresh()
 
 
+class TabularQLearning:
+    """ε-greedy tabular Q-learning on the shaped reward (§B5, chain only in the paper).
+
+    Update: for each given episode, a backward sweep Q[s,a] += α·(r̂ + γ·max_b Q[s',b] − Q[s,a]) (the code
+    bootstraps also at the horizon). Policy: (1 − ε)·uniform-over-argmax + ε/|A|, ties within 1e-6.
+    """
+
+    def __init__(self, n_states: int, n_actions: int, alpha: float = 0.1, epsilon: float = 0.05,
+                 gamma: float = 0.99):
+        self.q = np.zeros((n_states, n_actions))
+        self.alpha, self.epsilon, self.gamma = alpha, epsilon, gamma
+        self._refresh()
+
+    def _refresh(self) -> None:
+        greedy = (self.q - self.q.max(axis=1, keepdims=True)) >= -1e-6
+        greedy = greedy / greedy.sum(axis=1, keepdims=True)
+        self.policy = (1.0 - self.epsilon) * greedy + self.epsilon / self.q.shape[1]
+        self.cumulative = np.cumsum(self.policy, axis=1)
+
+    def act(self, obs: int, rng: np.random.Generator, explore: bool = True) -> tuple[int, np.ndarray]:
+        del explore  # evaluation also follows the ε-greedy policy, as in the code
+        return sample_index(self.cumulative[obs], rng.random()), self.policy[obs]
+
+    def update(self, episodes: list[Episode]) -> None:
+        for e in episodes:
+            assert e.next_states is not None, "Q-learning needs next states in the episodes"
+            for s, a, r, s2 in zip(e.states[::-1], e.actions[::-1], e.shaped[::-1], e.next_states[::-1]):
+                self.q[s, a] += self.alpha * (r + self.gamma * self.q[s2].max() - self.q[s, a])
+        self._refresh()
+
+
 def mlp(n_in: int, n_out: int, hidden: int, out: nn.Module | None = None) -> nn.Sequential:
     """Linear(n_in, hidden) -> ReLU -> Linear(hidden, n_out) [-> out]: every network of the neural code."""
     layers: list[nn.Module] = [nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out)]
@@ -125,4 +156,4 @@ class NeuralReinforce:
         self.frozen.refresh()
 
 
-__all__ = ["TabularReinforce", "NeuralReinforce", "FrozenMLP", "mlp", "softmax", "sample_index", "reinforce_gradient"]
+__all__ = ["TabularReinforce", "TabularQLearning", "NeuralReinforce", "FrozenMLP", "mlp", "softmax", "sample_index", "reinforce_gradient"]

@@ -41,6 +41,9 @@ class ExplorsConfig:
     phi_clip: float | None = None     # clip φ to ±this after each update (0.01 with Q-learning only)
     lirpg_all_entries: bool = False   # (inferred) LIRPG′: full gradient of the MC surrogate, not only φ[s_i,a_i]
     learned_off_episodes: int = 0     # learned term off for episodes < this (code LineK: 5001, i.e. i <= 5000)
+    agent: str = "reinforce"          # tabular agent: "reinforce" (main) or "q_learning" (§B5, chain)
+    q_alpha: float = 0.1              # Q-learning step size
+    q_epsilon: float = 0.05           # Q-learning ε-greedy exploration
     hidden: int = 256                 # neural: hidden width of every MLP
     phi_scale: float = 0.1            # neural: R_self = phi_scale·tanh-net(s)[a]
     behaviour_epsilon: float = 0.0    # neural: rollouts use (1-ε)π + ε/|A| (spec §B5: 0.05)
@@ -52,6 +55,8 @@ class ExplorsConfig:
                 raise ValueError(f"ExplorsConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.recent > self.buffer_size:
             raise ValueError(f"ExplorsConfig.recent ({self.recent}) must be <= buffer_size ({self.buffer_size})")
+        if self.agent not in ("reinforce", "q_learning"):
+            raise ValueError(f"ExplorsConfig.agent must be 'reinforce' or 'q_learning', got {self.agent!r}")
         if not 0.0 <= self.behaviour_epsilon <= 1.0:
             raise ValueError(f"ExplorsConfig.behaviour_epsilon must be in [0, 1], got {self.behaviour_epsilon}")
 
@@ -61,6 +66,13 @@ class ExplorsConfig:
         base = dict(reward_period=20, eta_actor=1e-5, eta_phi=1e-3, eta_critic=5e-3, eta_sors=1e-3,
                     eta_lirpg=1e-3, bonus_count_first=True, learned_off_episodes=5001,
                     behaviour_epsilon=0.05)
+        base.update(overrides)
+        return cls(**base)  # type: ignore[arg-type]
+
+    @classmethod
+    def q_learning(cls, **overrides: object) -> ExplorsConfig:
+        """The tabular Q-learning setting of §B5: ε = 0.05, α = 0.1, φ clipped to ±0.01."""
+        base: dict[str, object] = dict(agent="q_learning", phi_clip=0.01)
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
 

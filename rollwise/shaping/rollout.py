@@ -33,6 +33,7 @@ class Episode:
     probs: np.ndarray          # (T, n_actions) π(·|s_t) stored at rollout time
     returns: np.ndarray        # (T,) Ḡ_t, extrinsic return-to-go
     shaped_returns: np.ndarray  # (T,) Ĝ_t, shaped return-to-go
+    next_states: np.ndarray | None = None  # (T,) or (T, obs_dim): s_{t+1} (Q-learning targets)
 
     @property
     def extrinsic_return(self) -> float:
@@ -56,7 +57,7 @@ def rollout(env: Any, agent: Agent, shaper: Shaper, rng: np.random.Generator, ga
             explore: bool = True) -> Episode:
     """Roll out one episode with the agent's current policy on the shaped reward (B11 pseudocode)."""
     obs, _ = env.reset()
-    states, actions, rewards, shaped, probs = [], [], [], [], []
+    states, actions, rewards, shaped, probs, next_states = [], [], [], [], [], []
     while True:
         a, p = agent.act(obs, rng, explore)
         next_obs, r, terminated, truncated, _ = env.step(a)
@@ -65,13 +66,14 @@ def rollout(env: Any, agent: Agent, shaper: Shaper, rng: np.random.Generator, ga
         rewards.append(r)
         shaped.append(shaper.reward(obs, a, r, next_obs, terminated))
         probs.append(p)
+        next_states.append(next_obs)
         if terminated or truncated:
             break
         obs = next_obs
     rewards_arr, shaped_arr = np.asarray(rewards, dtype=np.float64), np.asarray(shaped, dtype=np.float64)
     return Episode(np.asarray(states), np.asarray(actions, dtype=np.int64), rewards_arr, shaped_arr,
                    np.asarray(probs, dtype=np.float64), discounted_returns(rewards_arr, gamma),
-                   discounted_returns(shaped_arr, gamma))
+                   discounted_returns(shaped_arr, gamma), np.asarray(next_states))
 
 
 def stack(episodes: list[Episode]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

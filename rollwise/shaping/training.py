@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rollwise.runlog import set_threads
-from rollwise.shaping.agents import NeuralReinforce, TabularReinforce
+from rollwise.shaping.agents import NeuralReinforce, TabularQLearning, TabularReinforce
 from rollwise.shaping.baselines import make_shaper
 from rollwise.shaping.config import ExplorsConfig
 from rollwise.shaping.env import make_env
@@ -46,8 +46,10 @@ class Curve:
         return float(np.mean(self.returns[-window:])) if self.returns else float("nan")
 
 
-def make_agent(env: Any, config: ExplorsConfig) -> TabularReinforce | NeuralReinforce:
-    """Tabular REINFORCE for tabular envs, the MLP REINFORCE for LineK (§B5)."""
+def make_agent(env: Any, config: ExplorsConfig) -> TabularReinforce | TabularQLearning | NeuralReinforce:
+    """Tabular REINFORCE (or Q-learning) for tabular envs, the MLP REINFORCE for LineK (§B5)."""
+    if hasattr(env, "n_states") and config.agent == "q_learning":
+        return TabularQLearning(env.n_states, env.n_actions, config.q_alpha, config.q_epsilon, config.gamma)
     if hasattr(env, "n_states"):
         return TabularReinforce(env.n_states, env.n_actions, config.eta_actor)
     return NeuralReinforce(env.obs_dim, env.n_actions, config.eta_actor, config.hidden, config.behaviour_epsilon)

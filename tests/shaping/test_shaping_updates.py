@@ -211,3 +211,32 @@ def test_make_shaper_methods_and_errors():
         make_shaper("rnd", env, cfg, rng)
     with pytest.raises(ValueError, match="recent"):
         ExplorsConfig(recent=11)
+
+
+def test_q_learning_backward_sweep_and_epsilon_greedy_policy():
+    from rollwise.shaping.agents import TabularQLearning
+
+    agent = TabularQLearning(3, 2, alpha=0.1, epsilon=0.05, gamma=0.99)
+    np.testing.assert_allclose(agent.policy, 0.5)  # all ties: uniform
+    e = episode([0, 1], [1, 1], [0.0, 1.0], np.full((2, 2), 0.5))
+    e.next_states = np.array([1, 2])
+    agent.update([e])
+    # backward: Q[1,1] = 0.1·1 first, then Q[0,1] = 0.1·(0 + 0.99·0.1)
+    np.testing.assert_allclose(agent.q, [[0, 0.0099], [0, 0.1], [0, 0]])
+    np.testing.assert_allclose(agent.policy[0], [0.025, 0.975])
+    np.testing.assert_allclose(agent.policy[2], [0.5, 0.5])
+
+
+def test_q_learning_config_clips_phi():
+    from rollwise.shaping.training import make_agent
+
+    cfg = ExplorsConfig.q_learning()
+    env = ChainEnv()
+    assert type(make_agent(env, cfg)).__name__ == "TabularQLearning"
+    shaper = make_shaper("explors", env, cfg, np.random.default_rng(0))
+    buffer = [episode([59, 60], [1, 1], [0.0, 1.0], np.full((2, 2), 0.5))] * 10
+    for _ in range(20):
+        shaper.update(buffer, None)
+    assert np.abs(shaper.learned.phi).max() == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="q_learning"):
+        ExplorsConfig(agent="sarsa")
