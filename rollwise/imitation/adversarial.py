@@ -34,7 +34,8 @@ class AdversarialConfig:
     optimistic: bool = True  # optimistic Adam (code: OAdam) instead of plain Adam
     policy_rollouts: int = 32  # episodes per policy update
     policy_steps: int = 4  # policy updates per outer iteration
-    policy_lr: float = 1e-3  # Adam lr of the REINFORCE policy player
+    policy_lr: float = 7.3e-4  # Adam lr of the REINFORCE policy player at k=0 (code's SAC: 7.3e-4)
+    policy_lr_decay: bool = True  # decay the policy lr linearly to 0 over the outer iterations (as the code)
     init_log_std: float = -1.2  # initial log-std of the Gaussian policy
 
 
@@ -155,6 +156,9 @@ def adversarial_moment_matching(env: NoisyPointMass, policy: GaussianPolicy, tar
     pi_opt = torch.optim.Adam(policy.parameters(), lr=cfg.policy_lr)
     history = []
     for k in range(cfg.outer_iters):
+        if cfg.policy_lr_decay:
+            for group in pi_opt.param_groups:
+                group["lr"] = cfg.policy_lr * (1 - k / cfg.outer_iters)
         learner, ret = reinforce_step(policy, pi_opt, f, env, cfg.policy_rollouts, rng)
         lr = cfg.disc_lr / max(k, 1)
         opt = OptimisticAdam(f.parameters(), lr=lr) if cfg.optimistic else torch.optim.Adam(f.parameters(), lr=lr)
