@@ -175,6 +175,23 @@ def context_probe(model: nn.Module, task: spring.SpringConfig, seed: int, cfg: P
     return {"r2": float(r2), "effective_rank": effective_rank(x_fit)}
 
 
+def context_probe_ceiling(task: spring.SpringConfig, seed: int, cfg: ProbeConfig) -> float:
+    """Reference for the context probe: the same ridge probe on the raw context (bin-centre positions of the
+    visible tokens and the action values). The dynamics are linear, so this is close to the best linear
+    readout any encoder could offer."""
+    def raw(w: spring.Windows) -> np.ndarray:
+        tok, act = spring.context(task, w)
+        vis = tok[:, :: task.obs_stride]
+        pos = (vis + 0.5) / task.n_bins * 2 * task.x_range - task.x_range
+        return np.c_[pos, spring.ACTION_VALUES[act]]
+
+    fit_w = spring.sample_windows(task, np.random.default_rng(cfg.decoder_seed_offset + seed + 11),
+                                  cfg.n_context_fit)
+    ev_w = spring.sample_windows(task, np.random.default_rng(cfg.eval_seed + 4), cfg.n_context_eval)
+    probe = fit_ridge(raw(fit_w), fit_w.v[:, task.t + 1], cfg.ridge_alpha)
+    return float(r2_score(ev_w.v[:, task.t + 1], probe.predict(raw(ev_w))))
+
+
 @torch.no_grad()
 def invariants(model: UWMJepa, task: spring.SpringConfig, cfg: ProbeConfig, dtype: torch.dtype = torch.complex128,
                n: int = 64) -> dict[str, float]:

@@ -77,9 +77,10 @@ def train_and_probe(kind: str, seed: int, cfg: ReproConfig, run_log: RunLog) -> 
         tcfg = cfg.lstm_train
     res = train(model, task, tcfg, seed, run_log, name=f"{kind}-s{seed}")
     out: dict[str, Any] = {"model": kind, "seed": seed, "train_seconds": res.seconds,
+                           "train_cpu_seconds": res.cpu_seconds,
                            "params": model.parameter_groups()["total"],
                            "final_loss": float(np.mean(res.losses[-100:])), "losses": res.losses}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out["indicator"] = probes.indicator_accuracy(model, res.target, task, seed, pc)
     out["retention"] = probes.retention(model, res.target, task, seed, pc)
     out["context"] = probes.context_probe(model, task, seed, pc)
@@ -89,6 +90,7 @@ def train_and_probe(kind: str, seed: int, cfg: ReproConfig, run_log: RunLog) -> 
         out["invariants64"] = probes.invariants(model, task, pc, torch.complex64)
         out["invariants128"] = probes.invariants(model, task, pc, torch.complex128)
     out["probe_seconds"] = time.perf_counter() - t0
+    out["probe_cpu_seconds"] = time.process_time() - c0
     return out
 
 
@@ -181,6 +183,9 @@ def add_rows(report: ReproReport, res: dict[str, list[dict[str, Any]]], cfg: Rep
     ctx = {m: _ms([r["context"]["r2"] for r in res[m]]) for m in res if res[m] and m != "uwm_tf"}
     for m, v in ctx.items():
         report.add(f"context probe R2 {m.upper()}", _fmt(v), paper=PAPER_CONTEXT.get(m))
+    report.add("context probe R2 raw-input ridge (ceiling)",
+               probes.context_probe_ceiling(cfg.task, cfg.seeds[0], cfg.probe),
+               note="bin-centre positions + action values; reference, not a model")
     report.add("context probe abs(UWM - LSTM)", abs(ctx["uwm"][0] - ctx["lstm"][0]), paper=0.007,
                target="< 0.05 (non-gating)")
     inv = uwm[0]["invariants128"]
@@ -193,8 +198,11 @@ def add_rows(report: ReproReport, res: dict[str, list[dict[str, Any]]], cfg: Rep
                note="spec unit-test bound 1e-5")
     per_seed = [u["train_seconds"] + u["probe_seconds"] + l_["train_seconds"] + l_["probe_seconds"]
                 for u, l_ in zip(uwm, lstm)]
+    cpu = [u["train_cpu_seconds"] + u["probe_cpu_seconds"] + l_["train_cpu_seconds"] + l_["probe_cpu_seconds"]
+           for u, l_ in zip(uwm, lstm)]
     report.add("wall s per seed, UWM + LSTM", max(per_seed), target="<= 300 (full run)",
                passed=gate(max(per_seed) <= 300), note="1 torch thread, shared 2-core box: contention inflates it")
+    report.add("CPU s per seed, UWM + LSTM", max(cpu), note="process CPU time: the wall-clock on an idle core")
 
 
 def add_tables(report: ReproReport, res: dict[str, list[dict[str, Any]]]) -> None:
@@ -202,6 +210,7 @@ def add_tables(report: ReproReport, res: dict[str, list[dict[str, Any]]]) -> Non
     for m, rs in res.items():
         for r in rs:
             row = {"model": m, "seed": r["seed"], "params": r["params"], "train s": r["train_seconds"],
+                   "train CPU s": r.get("train_cpu_seconds"),
                    "loss": r["final_loss"], **{f"acc {k}": v for k, v in r["indicator"].items()},
                    "ctx R2": r["context"]["r2"], "eff. rank": r["context"]["effective_rank"]}
             if "actions" in r:
