@@ -79,9 +79,9 @@ def run_all(exps: list[Experiment], workers: int) -> dict[tuple[str, str], list[
             curves = list(pool.map(_run, jobs))
     else:
         curves = [_run(j) for j in jobs]
-    out: dict[tuple[str, str], list[Curve]] = {}
+    out: dict[tuple[str, str], list[Curve]] = {(e.env, m): [] for e in exps for m in e.methods}
     for c in curves:
-        out.setdefault((c.env, c.method), []).append(c)
+        out[(c.env, c.method)].append(c)
     for v in out.values():
         v.sort(key=lambda c: c.seed)
     return out
