@@ -59,7 +59,7 @@ class ReproConfig:
 
 def quick_config() -> ReproConfig:
     """CI smoke run: one seed, short training, smaller probe sets, no GRU/TF."""
-    short = TrainConfig(steps=500, lr=1e-3, log_every=50)
+    short = TrainConfig(steps=800, lr=1e-3, log_every=100)
     return ReproConfig(seeds=[42], uwm_train=short, lstm_train=short, gru=False, tf_seeds=0,
                        probe=probes.ProbeConfig(n_retention_fit=300, n_retention_eval=300, n_context_fit=300,
                                                 n_context_eval=300, retention_ks=(1, 3, 5)))
