@@ -136,6 +136,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "rollout": {"n": 8}},
     "rloo": {"algorithm": {"estimator": "rloo"}, "rollout": {"n": 4}},
     "reinforce_pp_baseline": {"algorithm": {"estimator": "reinforce_pp_baseline"}, "rollout": {"n": 4}},
+    # BASIS (docs/basis.md): one rollout per prompt, offline pi_0 prior + cross-fitted batch calibration
+    "basis": {"algorithm": {"estimator": "basis"}, "rollout": {"n": 1}},
 }
 
 
