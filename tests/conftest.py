@@ -9,5 +9,5 @@ os.environ.setdefault("ROLLWISE_NO_PROGRESS", "1")
 def _threads():
     import torch
 
-    torch.set_num_threads(int(os.environ.get("ROLLWISE_TEST_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("ROLLWISE_TEST_THREADS", "1")))
     yield
