@@ -37,6 +37,9 @@ class AdversarialConfig:
     policy_lr: float = 7.3e-4  # Adam lr of the REINFORCE policy player at k=0 (code's SAC: 7.3e-4)
     policy_lr_decay: bool = True  # decay the policy lr linearly to 0 over the outer iterations (as the code)
     init_log_std: float = -1.2  # initial log-std of the Gaussian policy
+    normalise_advantages: bool = True  # divide REINFORCE advantages by their std
+    buffer_batches: int = 1  # f sees the last k rollout batches (code: SAC's replay buffer; k > 1 was worse here)
+    disc_batch: int = 2048  # learner pairs per discriminator step (code: 2048)
 
 
 def mlp(n_in: int, hidden: int, n_out: int, out_act: nn.Module | None = None) -> nn.Sequential:
@@ -118,7 +121,7 @@ def discriminator_step(f: nn.Module, opt: torch.optim.Optimizer, learner: torch.
 
 
 def reinforce_step(policy: GaussianPolicy, opt: torch.optim.Optimizer, f: nn.Module, env: NoisyPointMass,
-                   n: int, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+                   n: int, rng: np.random.Generator, normalise: bool = True) -> tuple[torch.Tensor, float]:
     """One REINFORCE update on reward -f(s, a) from n fresh episodes.
 
     Returns the learner's (n*H, ds+da) pairs (actions clipped to [-1, 1], as the env plays them) and
@@ -134,7 +137,8 @@ def reinforce_step(policy: GaussianPolicy, opt: torch.optim.Optimizer, f: nn.Mod
         r = -f(pairs).squeeze(-1)  # (n, H)
         to_go = r.flip(1).cumsum(1).flip(1)
         adv = to_go - to_go.mean(0, keepdim=True)
-        adv = adv / (adv.std() + 1e-8)
+        if normalise:
+            adv = adv / (adv.std() + 1e-8)
     logp = policy.log_prob(s.reshape(-1, s.shape[-1]), a.reshape(-1, a.shape[-1])).reshape(adv.shape)
     loss = -(logp * adv).mean()
     opt.zero_grad()
@@ -154,17 +158,21 @@ def adversarial_moment_matching(env: NoisyPointMass, policy: GaussianPolicy, tar
     gen = torch.Generator().manual_seed(seed)
     f = mlp(target.shape[-1], cfg.disc_hidden, 1)
     pi_opt = torch.optim.Adam(policy.parameters(), lr=cfg.policy_lr)
-    history = []
+    history: list[float] = []
+    buffer: list[torch.Tensor] = []
     for k in range(cfg.outer_iters):
         if cfg.policy_lr_decay:
             for group in pi_opt.param_groups:
                 group["lr"] = cfg.policy_lr * (1 - k / cfg.outer_iters)
-        learner, ret = reinforce_step(policy, pi_opt, f, env, cfg.policy_rollouts, rng)
+        returns = []
+        for _ in range(cfg.policy_steps):  # the policy player's (approximate) best response to -f
+            learner, ret = reinforce_step(policy, pi_opt, f, env, cfg.policy_rollouts, rng, cfg.normalise_advantages)
+            buffer, returns = (buffer + [learner])[-cfg.buffer_batches:], returns + [ret]
+        pool = torch.cat(buffer)
         lr = cfg.disc_lr / max(k, 1)
         opt = OptimisticAdam(f.parameters(), lr=lr) if cfg.optimistic else torch.optim.Adam(f.parameters(), lr=lr)
         for _ in range(cfg.disc_steps):
-            discriminator_step(f, opt, learner, target, weights, expert, cfg, gen)
-        for _ in range(cfg.policy_steps - 1):
-            reinforce_step(policy, pi_opt, f, env, cfg.policy_rollouts, rng)
-        history.append(ret)
+            batch = pool[torch.randint(len(pool), (min(cfg.disc_batch, len(pool)),), generator=gen)]
+            discriminator_step(f, opt, batch, target, weights, expert, cfg, gen)
+        history.append(float(np.mean(returns)))
     return history
