@@ -94,7 +94,7 @@ def evidence_finetune(p0: ALRNNParams, train: np.ndarray, scorer: Scorer, cfg: F
     run = FinetuneRun("evidence")
     for step in range(cfg.steps + 1):
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            rec, run.final_run = scorer(step, p, float(log_sigma))
+            rec, run.final_run = scorer(step, p, float(log_sigma.detach()))
             run.history.append(rec)
             if log is not None:
                 log({"run": run.name, **rec})
@@ -109,7 +109,7 @@ def evidence_finetune(p0: ALRNNParams, train: np.ndarray, scorer: Scorer, cfg: F
         opt.zero_grad()
         loss.backward()
         opt.step()
-    run.final, run.log_sigma = p.to(torch.float64), float(log_sigma)
+    run.final, run.log_sigma = p.to(torch.float64), float(log_sigma.detach())
     return run
 
 
