@@ -120,3 +120,39 @@ def test_policy_is_not_modified(tiny):
     QuantizedEngine(policy, tok, fmt="int4").generate(PROMPTS, SAMPLING, seed=0)
     for k, v in policy.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def _smoke_run(out_dir) -> list[dict]:
+    from rollwise.rlvr.commands import run_training
+    from rollwise.rlvr.run_config import resolve_config
+    from rollwise.runlog import read_jsonl
+
+    cfg = resolve_config(base={
+        "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
+        "task": {"name": "add3", "params": {"max_operand": 9, "n_train": 60, "n_test": 20}},
+        "sft": {"enabled": False},
+        "rollout": {"n": 4, "max_new_tokens": 4, "engine": "quantized", "engine_params": {"fmt": "int4"}},
+        "algorithm": {"estimator": "grpo", "correction": "ais"},
+        "train": {"steps": 2, "prompts_per_step": 4, "eval_every": 0, "eval_prompts": 8, "checkpoint_every": 0,
+                  "lr": 1e-3},
+        "run": {"output_dir": str(out_dir), "threads": 1, "report": False},
+    })
+    run_training(cfg)
+    return read_jsonl(out_dir / "metrics.jsonl")
+
+
+def test_quantized_ais_training_steps_log_diagnostics_and_are_deterministic(tmp_path):
+    a = _smoke_run(tmp_path / "a")
+    steps = [r for r in a if r["step"] >= 1]
+    assert len(steps) == 2
+    for r in steps:
+        for key in ("mismatch/ess_ratio", "mismatch/abs_log_ratio", "mismatch/k3_kl", "mismatch/weight_cv",
+                    "correction/clip_frac", "correction/mask_frac", "ais/lambda"):
+            assert key in r, key
+        assert 0.0 < r["mismatch/ess_ratio"] <= 1.0 and r["mismatch/abs_log_ratio"] > 0.0
+        assert 0.0 <= r["ais/lambda"] <= 1.0
+    b = _smoke_run(tmp_path / "b")
+    for ra, rb in zip(a, b, strict=True):
+        for k, v in ra.items():
+            if not k.startswith("time/") and k not in ("wall", "tokens_per_s"):
+                assert rb[k] == v, k

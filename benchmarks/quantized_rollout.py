@@ -1,0 +1,352 @@
+"""Benchmark: low-precision rollouts and their correction (docs/ais.md, issue #4).
+
+Two parts, both written to ``benchmarks/results/quantized_rollout.{json,md}`` with PNG plots:
+
+1. Rollout speed, full precision vs int8 dynamic quantization (``QuantizedEngine(fmt="int8_dynamic")``), for
+   the default tiny model and a model about 10x larger, timed in the same process, the two sides alternated.
+2. Training on add3 with single-digit operands (a short SFT warm start leaves the policy at ~50% on its
+   training prompts; GRPO sharpens it): the trainer stays fp32, rollouts come from the fp32 policy
+   (reference) or from a quantized copy (int3 per channel by default: harsher than FP8, see docs/ais.md)
+   with no correction, token-TIS, Seq-MIS or AIS. Reported per arm and seed: final exact accuracy
+   V(x) = pi(answer | x) of the fp32 policy on the training pool (and the test pool), and ESS / mismatch
+   curves over training.
+
+Run: ``rollwise bench quantized-rollout [--quick]`` (see ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAME = "quantized_rollout"
+
+#: arm -> (rollout engine, engine params, correction, correction params)
+ARMS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
+    "fp32": ("hf", {}, "none", {}),
+    "quant-none": ("quantized", {}, "none", {}),
+    "quant-tis": ("quantized", {}, "tis", {"level": "token", "cap": 2.0}),
+    "quant-mis": ("quantized", {}, "mis", {"level": "sequence", "upper": 2.0}),
+    "quant-ais": ("quantized", {}, "ais", {}),
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rollwise bench quantized-rollout", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small settings (one seed, few steps) for a smoke run")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    p.add_argument("--fmt", default="int3", help="rollout format of the quantized arms (see engines/quantized.py)")
+    p.add_argument("--activations", action="store_true", help="also fake-quantize Linear inputs (FP8 formats)")
+    p.add_argument("--steps", type=int, default=60, help="RL steps per arm")
+    p.add_argument("--sft-steps", type=int, default=80, help="supervised warm-start steps (shared by the arms)")
+    p.add_argument("--sft-lr", type=float, default=3e-3, help="warm-start learning rate")
+    p.add_argument("--prompts", type=int, default=16, help="prompts per RL step")
+    p.add_argument("--n", type=int, default=8, help="rollouts per prompt (GRPO group)")
+    p.add_argument("--lr", type=float, default=5e-4, help="RL learning rate")
+    p.add_argument("--task", default="add3", choices=["make_n", "add3"], help="training task")
+    p.add_argument("--max-operand", type=int, default=9, help="add3 operand range [0, max]")
+    p.add_argument("--eval-samples", type=int, default=32, help="samples per test prompt in the final fp32 eval")
+    p.add_argument("--eval-every", type=int, default=10, help="steps between exact test evaluations")
+    p.add_argument("--eval-prompts", type=int, default=128, help="held-out prompts per evaluation")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    p.add_argument("--speed-reps", type=int, default=3, help="timed repetitions per side in the speed test")
+    p.add_argument("--skip-speed", action="store_true", help="skip the rollout-speed part")
+    p.add_argument("--skip-train", action="store_true", help="skip the training comparison")
+    p.add_argument("--out", default=str(RESULTS), help="folder for the json/md/png results")
+    p.add_argument("--runs", default="runs/bench-quantized-rollout", help="folder for the training runs")
+    if "--quick" in argv:  # smaller defaults; explicit flags still win
+        p.set_defaults(seeds="0", steps=30, speed_reps=2)
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------------------ speed
+def rollout_speed(threads: int, reps: int, quick: bool) -> list[dict[str, Any]]:
+    """Seconds per rollout batch, fp32 vs int8 dynamic, for the default model and one ~10x larger."""
+    from rollwise.rlvr.engines import SamplingConfig
+    from rollwise.rlvr.engines.hf import HFEngine
+    from rollwise.rlvr.engines.quantized import QuantizedEngine
+    from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, num_parameters, tiny_causal_lm
+    from rollwise.runlog import set_threads
+
+    set_threads(threads)
+    tok = char_tokenizer()
+    sampling = SamplingConfig(n=8, max_new_tokens=16)
+    prompts = [f"{i % 100}+{(7 * i) % 100}=" for i in range(8 if quick else 32)]
+    models = {"default": TinyModelConfig(),
+              "10x": TinyModelConfig(hidden_size=384, num_layers=3, num_heads=6, intermediate_size=1152)}
+    base_params = None
+    rows = []
+    for name, cfg in models.items():
+        policy = tiny_causal_lm(tok, cfg, seed=0).eval()
+        n_params = num_parameters(policy)
+        base_params = base_params or n_params
+        engines = {"fp32": HFEngine(policy, tok), "int8": QuantizedEngine(policy, tok, fmt="int8_dynamic")}
+        times: dict[str, list[float]] = {k: [] for k in engines}
+        for e in engines.values():  # warm-up
+            e.generate(prompts[:2], sampling, seed=0)
+        for rep in range(reps):
+            order = list(engines) if rep % 2 == 0 else list(engines)[::-1]  # alternate the sides
+            for side in order:
+                t0 = time.perf_counter()
+                engines[side].generate(prompts, sampling, seed=rep)
+                times[side].append(time.perf_counter() - t0)
+        fp, q = statistics.median(times["fp32"]), statistics.median(times["int8"])
+        rows.append({"model": name, "params": n_params, "size_vs_default": n_params / base_params,
+                     "rollouts": len(prompts) * sampling.n, "tokens_max": sampling.max_new_tokens,
+                     "fp32_s": fp, "int8_s": q, "speedup": fp / q, "threads": threads, "reps": reps})
+        print(f"speed {name}: {n_params / 1e6:.2f}M params, fp32 {fp:.2f}s int8 {q:.2f}s -> {fp / q:.2f}x",
+              file=sys.stderr)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ training
+def add3_params(max_operand: int) -> dict[str, int]:
+    """add3 pools sized to the operand range: 3/4 of the (a, b) pairs for training, the rest (<= 512) for test."""
+    space = (max_operand + 1) ** 2
+    n_train = min(4096, (3 * space) // 4)
+    return {"max_operand": max_operand, "n_train": n_train, "n_test": min(512, space - n_train)}
+
+
+def base_config(args: argparse.Namespace, seed: int, run_dir: Path) -> dict[str, Any]:
+    return {
+        "task": {"name": args.task, "params": add3_params(args.max_operand) if args.task == "add3" else {}},
+        "sft": {"steps": args.sft_steps, "batch_size": 128, "lr": args.sft_lr},
+        "rollout": {"n": args.n, "max_new_tokens": 6, "temperature": 1.0},
+        "algorithm": {"estimator": "grpo"},
+        "train": {"steps": args.steps, "prompts_per_step": args.prompts, "lr": args.lr, "seed": seed,
+                  "eval_every": args.eval_every, "eval_prompts": args.eval_prompts, "checkpoint_every": 0,
+                  "keep_checkpoints": 1},
+        "run": {"output_dir": str(run_dir), "threads": args.threads, "report": False},
+    }
+
+
+def warm_start(args: argparse.Namespace, seed: int, runs: Path) -> Path:
+    """SFT once per seed; every arm of that seed starts from the saved model."""
+    from rollwise.rlvr.commands import _quiet_transformers, build_policy
+    from rollwise.rlvr.run_config import resolve_config
+    from rollwise.rlvr.tasks import make_task
+    from rollwise.runlog import seed_everything, set_threads
+
+    warm = runs / f"seed{seed}" / "warm_start"
+    if (warm / "config.json").exists():
+        return warm
+    cfg = resolve_config(base=base_config(args, seed, runs / f"seed{seed}" / "sft"))
+    _quiet_transformers()
+    set_threads(args.threads)
+    seed_everything(seed)
+    build_policy(cfg, make_task(cfg.task.name, **cfg.task.params), warm)
+    return warm
+
+
+def train_arm(args: argparse.Namespace, arm: str, seed: int, warm: Path, runs: Path) -> list[dict[str, Any]]:
+    """One training run; returns its metrics records."""
+    from rollwise.rlvr.commands import run_training
+    from rollwise.rlvr.run_config import resolve_config
+    from rollwise.runlog import read_jsonl
+
+    engine, engine_params, corr, corr_params = ARMS[arm]
+    run_dir = runs / f"seed{seed}" / arm
+    data = base_config(args, seed, run_dir)
+    data["model"] = {"name_or_path": str(warm)}
+    data["sft"]["enabled"] = False
+    data["rollout"].update(engine=engine, engine_params={**engine_params, **(
+        {"fmt": args.fmt, "activations": args.activations} if engine == "quantized" else {})})
+    data["algorithm"].update(correction=corr, correction_params=copy.deepcopy(corr_params))
+    t0 = time.perf_counter()
+    cfg = resolve_config(base=data)
+    run_training(cfg)
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    records.append({"step": args.steps, **final_fp32_eval(cfg, run_dir, args.eval_samples)})
+    print(f"train seed {seed} {arm}: {time.perf_counter() - t0:.0f}s, final fp32 pass@1 "
+          f"{_final(records, FINAL):.3f}", file=sys.stderr)
+    return records
+
+
+FINAL = "final/accuracy"
+
+
+def final_fp32_eval(cfg: Any, run_dir: Path, n: int) -> dict[str, float]:
+    """Accuracy of the final trainer (fp32) policy: exact V(x) = pi(answer | x) averaged over the training
+    pool (what RL sharpens) and the test pool for unique-answer tasks; sampled pass@1 (``n`` samples per test
+    prompt, fp32 rollouts) otherwise."""
+    from rollwise.rlvr.checkpoint import latest_checkpoint
+    from rollwise.rlvr.evaluate import evaluate_sampled, exact_success_prob
+    from rollwise.rlvr.models import load_policy
+    from rollwise.rlvr.tasks import make_task
+
+    policy, tokenizer = load_policy(latest_checkpoint(run_dir))
+    task = make_task(cfg.task.name, **cfg.task.params)
+    if task.unique_answer:
+        out = {}
+        for split in ("train", "test"):
+            ex = task.examples(split)
+            v = exact_success_prob(policy, tokenizer, [e.prompt for e in ex], [e.target or e.answer for e in ex],
+                                   temperature=cfg.rollout.temperature)
+            out[f"final/{split}_exact"] = float(v.mean())
+        out[FINAL] = out["final/train_exact"]
+        return out
+    fp32 = copy.deepcopy(cfg)
+    fp32.rollout.engine, fp32.rollout.engine_params = "hf", {}
+    res = evaluate_sampled(policy, tokenizer, task, fp32, n=n, ks=[1])
+    return {FINAL: res["eval/pass@1"], "final/mean_reward": res["eval/mean_reward"]}
+
+
+def _final(records: list[dict[str, Any]], key: str) -> float:
+    vals = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+    return float(vals[-1]) if vals else float("nan")
+
+
+def _curve(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    return [p[0] for p in pts], [float(p[1]) for p in pts]
+
+
+def _smooth(y: list[float], k: int = 5) -> list[float]:
+    return [statistics.fmean(y[max(0, i - k + 1): i + 1]) for i in range(len(y))]
+
+
+def _mean_curve(runs: list[list[dict[str, Any]]], key: str, smooth: int = 1) -> tuple[list[float], list[float]]:
+    curves = [_curve(r, key) for r in runs]
+    curves = [c for c in curves if c[0]]
+    if not curves:
+        return [], []
+    n = min(len(c[0]) for c in curves)
+    y = [statistics.fmean(c[1][i] for c in curves) for i in range(n)]
+    return curves[0][0][:n], _smooth(y, smooth) if smooth > 1 else y
+
+
+CURVES = {
+    "eval/accuracy": ("test accuracy (rollout engine, 1 sample)", 1),
+    "accuracy": ("training-batch accuracy (engine samples)", 5),
+    "mismatch/ess_ratio": ("sequence ESS ratio", 5),
+    "mismatch/abs_log_ratio": ("mean |log pi_old - log mu|", 5),
+    "mismatch/k3_kl": ("k3 mismatch KL", 5),
+    "ais/lambda": ("AIS lambda", 5),
+    "entropy": ("policy entropy", 5),
+}
+
+
+def summarise(all_runs: dict[str, dict[int, list[dict[str, Any]]]], out: Path) -> tuple[list[dict], list[str]]:
+    from rollwise.report import line_plot
+
+    rows = []
+    for arm, by_seed in all_runs.items():
+        finals = {s: _final(r, FINAL) for s, r in by_seed.items()}
+        early = {s: statistics.fmean(_curve(r, "mismatch/ess_ratio")[1][:10] or [float("nan")])
+                 for s, r in by_seed.items()}
+        late = {s: statistics.fmean(_curve(r, "mismatch/ess_ratio")[1][-10:] or [float("nan")])
+                for s, r in by_seed.items()}
+        rows.append({
+            "arm": arm, **{f"acc_seed{s}": v for s, v in finals.items()},
+            "acc_mean": statistics.fmean(finals.values()),
+            "batch_acc_first10": statistics.fmean(statistics.fmean(_curve(r, "accuracy")[1][:10])
+                                                  for r in by_seed.values()),
+            "batch_acc_last10": statistics.fmean(statistics.fmean(_curve(r, "accuracy")[1][-10:])
+                                                 for r in by_seed.values()),
+            "ess_first10": statistics.fmean(early.values()), "ess_last10": statistics.fmean(late.values()),
+            "abs_delta_last10": statistics.fmean(
+                statistics.fmean(_curve(r, "mismatch/abs_log_ratio")[1][-10:] or [float("nan")])
+                for r in by_seed.values()),
+            "lambda_last10": statistics.fmean(
+                statistics.fmean(_curve(r, "ais/lambda")[1][-10:] or [float("nan")]) for r in by_seed.values()),
+            "s_per_step": statistics.fmean(statistics.fmean(_curve(r, "time/step")[1]) for r in by_seed.values()),
+        })
+    figures = []
+    for key, (label, smooth) in CURVES.items():
+        series = {arm: _mean_curve(list(by_seed.values()), key, smooth) for arm, by_seed in all_runs.items()}
+        series = {k: v for k, v in series.items() if v[0]}
+        if series:
+            name = f"{NAME}_{key.replace('/', '_')}.png"
+            line_plot(out / name, series, "RL step", label, title=f"{label} (mean over seeds)")
+            figures.append(name)
+    return rows, figures
+
+
+def targets(speed: list[dict], rows: list[dict], seeds: list[int]) -> list[dict[str, Any]]:
+    """The issue's three targets, each with what was measured and whether it was met."""
+    out = []
+    big = next((r for r in speed if r["model"] == "10x"), None)
+    if big:
+        out.append({"target": "int8 rollout speedup >= 1.5x on the ~10x model", "measured": f"{big['speedup']:.2f}x",
+                    "met": big["speedup"] >= 1.5})
+    by_arm = {r["arm"]: r for r in rows}
+    if {"fp32", "quant-ais", "quant-tis"} <= set(by_arm):
+        within = sum(abs(by_arm["quant-ais"][f"acc_seed{s}"] - by_arm["fp32"][f"acc_seed{s}"]) <= 0.01
+                     or by_arm["quant-ais"][f"acc_seed{s}"] >= by_arm["fp32"][f"acc_seed{s}"] for s in seeds)
+        need = 2 if len(seeds) >= 3 else len(seeds)
+        out.append({"target": "AIS final accuracy within 1 point of fp32 in 2 of 3 seeds",
+                    "measured": f"{within} of {len(seeds)} seeds", "met": within >= need})
+        out.append({"target": "AIS no worse than TIS (mean final accuracy)",
+                    "measured": f"AIS {by_arm['quant-ais']['acc_mean']:.3f} vs TIS {by_arm['quant-tis']['acc_mean']:.3f}",
+                    "met": by_arm["quant-ais"]["acc_mean"] >= by_arm["quant-tis"]["acc_mean"]})
+    if {"fp32", "quant-none"} <= set(by_arm):
+        a, ref = by_arm["quant-none"], by_arm["fp32"]
+        degraded_acc = a["acc_mean"] < ref["acc_mean"] - 0.01
+        falling_ess = a["ess_last10"] < a["ess_first10"] - 0.01
+        out.append({"target": "uncorrected quantized run degrades (lower accuracy or falling ESS)",
+                    "measured": f"acc {a['acc_mean']:.3f} vs fp32 {ref['acc_mean']:.3f}; ESS "
+                                f"{a['ess_first10']:.3f} -> {a['ess_last10']:.3f}",
+                    "met": degraded_acc or falling_ess})
+    return out
+
+
+def write(out: Path, payload: dict[str, Any]) -> None:
+    from rollwise.report import markdown_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{NAME}.json").write_text(json.dumps(payload, indent=2, default=str))
+    lines = ["# Quantized rollouts and their correction", "", f"Command: `{payload['command']}`", "",
+             f"Wall-clock {payload['seconds']:.0f} s on a shared 2-core CPU ({payload['settings']['threads']} torch "
+             "thread(s)); timings are inflated by other jobs, ratios are measured in the same process.", ""]
+    if payload["targets"]:
+        lines += ["## Targets", "", markdown_table(payload["targets"]), ""]
+    if payload["speed"]:
+        lines += ["## Rollout speed (fp32 vs int8 dynamic)", "", markdown_table(payload["speed"]), ""]
+    if payload["training"]:
+        lines += ["## Training comparison (add3, GRPO, fp32 trainer)", "", markdown_table(payload["training"]), ""]
+    lines += ["## Settings", "", "```", json.dumps(payload["settings"], indent=1), "```", ""]
+    lines += [f"![{Path(f).stem}]({f})" for f in payload["figures"]]
+    (out / f"{NAME}.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    out, runs = Path(args.out), Path(args.runs)
+    t0 = time.perf_counter()
+    speed = [] if args.skip_speed else rollout_speed(args.threads, args.speed_reps, args.quick)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arms = args.arms.split(",")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        print(f"unknown arm(s) {unknown}; valid: {', '.join(ARMS)}", file=sys.stderr)
+        return 2
+    all_runs: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in arms}
+    rows, figures = [], []
+    if not args.skip_train:
+        for seed in seeds:
+            warm = warm_start(args, seed, runs)
+            for arm in arms:
+                all_runs[arm][seed] = train_arm(args, arm, seed, warm, runs)
+        rows, figures = summarise(all_runs, out)
+    payload = {
+        "command": "rollwise bench quantized-rollout " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seconds": time.perf_counter() - t0, "settings": vars(args), "speed": speed, "training": rows,
+        "targets": targets(speed, rows, seeds) if (speed or rows) else [], "figures": figures,
+        "curves": {arm: {s: {k: _curve(r, k) for k in CURVES} for s, r in by_seed.items()}
+                   for arm, by_seed in all_runs.items()},
+    }
+    write(out, payload)
+    print(f"wrote {out / (NAME + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
