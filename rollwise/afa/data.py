@@ -110,19 +110,21 @@ def _zscore(xs: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: (v - mu) / sd for k, v in xs.items()}
 
 
-def load(name: str, seed: int = 0, n: int = 6000) -> AFAData:
-    """Build data set ``name`` (one of ``DATASETS``) for ``seed``; ``n`` rows for the generators."""
+def load(name: str, seed: int = 0, n: int = 6000, n_contexts: int = 5) -> AFAData:
+    """Build data set ``name`` (one of ``DATASETS``) for ``seed``; ``n`` rows and (CUBE-NM) ``n_contexts``
+    for the generators (5 as in the spec; AFABench's class default is 3)."""
     if name == "cube":
         x, y = cube_arrays(n, seed)
         xs, ys = _split(x, y, seed)
         data = AFAData(name, xs, ys, torch.eye(20), torch.ones(20), 8)
     elif name == "cube_nm":
-        x, y = cube_nm_arrays(n, seed)
+        x, y = cube_nm_arrays(n, seed, n_contexts=n_contexts)
         xs, ys = _split(x, y, seed)
-        groups = torch.zeros(51, 55)
-        groups[0, :5] = 1.0  # the 5 context features form one group (AFABench cube_nm_unmasker)
-        groups[1:, 5:] = torch.eye(50)
-        costs = torch.ones(51)  # context features cost 1/5 each, so the context group costs 1
+        nb = 10 * n_contexts
+        groups = torch.zeros(1 + nb, n_contexts + nb)
+        groups[0, :n_contexts] = 1.0  # the context features form one group (AFABench cube_nm_unmasker)
+        groups[1:, n_contexts:] = torch.eye(nb)
+        costs = torch.ones(1 + nb)  # context features cost 1/n_contexts each: the context group costs 1
         data = AFAData(name, xs, ys, groups, costs, 8, context_group=0)
     elif name in ("digits", "breast_cancer", "wine"):
         from sklearn import datasets as skd

@@ -25,7 +25,7 @@ class PredictorConfig:
 
     hidden: tuple[int, ...] = (128, 128)  # hidden widths of the MLP
     dropout: float = 0.1  # dropout after each hidden layer
-    pretrain_epochs: int = 30  # epochs of random-mask pretraining
+    pretrain_epochs: int = 30  # epochs of random-mask pretraining (spec pilot value)
     max_missing: float = 0.9  # per-minibatch missing probability ~ U(0, max_missing)
     lr: float = 1e-3  # Adam learning rate
     batch_size: int = 128  # minibatch size
