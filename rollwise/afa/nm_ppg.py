@@ -68,7 +68,7 @@ def straight_through_sample(logits: Tensor, tau: float, hard: bool = True) -> tu
     """
     y_soft = torch.softmax((logits + gumbel_like(logits)) / tau, dim=-1)
     y_hard = F.one_hot(y_soft.argmax(-1), logits.shape[-1]).to(y_soft.dtype)
-    y = y_hard + y_soft - y_soft.detach() if hard else y_soft
+    y = y_hard + (y_soft - y_soft.detach()) if hard else y_soft  # brackets: forward exactly y_hard
     return y, y_hard
 
 
