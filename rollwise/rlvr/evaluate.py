@@ -1,11 +1,14 @@
 """Evaluation metrics: unbiased pass@k (Chen et al. 2021), maj@k, mean@k, the exact success probability
-V(x) of ancestral sampling for unique-answer tasks (basis.md 5.1), and a sampled evaluation of a policy on a
-task's held-out pool (:func:`evaluate_sampled`, used by ``rollwise eval``)."""
+V(x) of ancestral sampling for unique-answer tasks (basis.md 5.1), a sampled evaluation of a policy on a
+task's held-out pool (:func:`evaluate_sampled`, used by ``rollwise eval``), and diversity within the correct
+set (distinct-correct@n, equation-level distinct ratio, exact conditional entropy over an enumerable correct
+set; :func:`evaluate_diversity`, ucpo.md 3.1)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -118,25 +121,15 @@ def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return total if log else total.exp()
 
 
-def evaluate_sampled(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any, cfg: Any,
-                     n: int = 64, ks: Sequence[int] = (1,), seed: int = 0, max_prompts: int | None = None
-                     ) -> dict[str, float]:
-    """Sample ``n`` completions per held-out prompt of ``task`` and score them with its verifiers.
-
-    Reads ``cfg.rollout`` (engine, engine_params, batch_size, temperature, top_p, max_new_tokens) and
-    ``cfg.task`` (reward_timeout_s, reward_isolation). Returns ``eval/pass@k`` for each k (unbiased,
-    a sample counts as correct when its reward is >= 1), ``eval/mean_reward``, ``eval/truncated_frac``,
-    ``eval/reward_failures`` and, for unique-answer tasks sampled with top_p = 1, ``eval/exact_accuracy``
-    = mean_x V(x) (the exact value of pass@1).
+def sample_and_score(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any, cfg: Any,
+                     examples: Sequence[Any], n: int, seed: int) -> tuple[Any, Tensor, dict[str, float]]:
+    """Sample ``n`` completions per example with ``cfg.rollout``'s engine and sampling settings and score them
+    with the task's verifiers (``cfg.task`` reward settings). Returns the batch, rewards (B,) and reward metrics.
     """
     from rollwise.rlvr.engines import SamplingConfig, make_engine
     from rollwise.rlvr.rewards import RewardRunner
     from rollwise.rlvr.tasks import collate_columns
 
-    bad = [k for k in ks if not 1 <= k <= n]
-    if bad:
-        raise ValueError(f"evaluate_sampled: every k must be in [1, n={n}]; got {bad}")
-    examples = task.examples("test")[:max_prompts]
     r = cfg.rollout
     sampling = SamplingConfig(n=n, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens)
     engine = make_engine(r.engine, policy, tokenizer, **{"batch_size": r.batch_size, **r.engine_params})
@@ -148,6 +141,26 @@ def evaluate_sampled(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
                           isolation=cfg.task.reward_isolation)
     rewards, metrics = runner(batch.prompts, batch.completions, batch.truncated,
                               collate_columns([examples[g] for g in batch.group_ids.tolist()]))
+    return batch, rewards, metrics
+
+
+def evaluate_sampled(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any, cfg: Any,
+                     n: int = 64, ks: Sequence[int] = (1,), seed: int = 0, max_prompts: int | None = None
+                     ) -> dict[str, float]:
+    """Sample ``n`` completions per held-out prompt of ``task`` and score them with its verifiers.
+
+    Reads ``cfg.rollout`` (engine, engine_params, batch_size, temperature, top_p, max_new_tokens) and
+    ``cfg.task`` (reward_timeout_s, reward_isolation). Returns ``eval/pass@k`` for each k (unbiased,
+    a sample counts as correct when its reward is >= 1), ``eval/mean_reward``, ``eval/truncated_frac``,
+    ``eval/reward_failures`` and, for unique-answer tasks sampled with top_p = 1, ``eval/exact_accuracy``
+    = mean_x V(x) (the exact value of pass@1).
+    """
+    bad = [k for k in ks if not 1 <= k <= n]
+    if bad:
+        raise ValueError(f"evaluate_sampled: every k must be in [1, n={n}]; got {bad}")
+    examples = task.examples("test")[:max_prompts]
+    r = cfg.rollout
+    batch, rewards, metrics = sample_and_score(policy, tokenizer, task, cfg, examples, n, seed)
     correct: list[list[bool]] = [[] for _ in examples]
     for g, x in zip(batch.group_ids.tolist(), rewards.tolist()):
         correct[g].append(x >= 1.0 - 1e-6)
@@ -160,4 +173,105 @@ def evaluate_sampled(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
                                [e.target if e.target is not None else e.answer for e in examples],
                                temperature=r.temperature)
         out["eval/exact_accuracy"] = float(v.mean())
+    return out
+
+
+# ----------------------------------------------------------------------------- diversity (ucpo.md 3.1)
+
+def distinct_correct(completions: Sequence[str], correct: Sequence[bool]) -> int:
+    """distinct-correct@n: the number of unique strings among the correct samples of one problem."""
+    if len(completions) != len(correct):
+        raise ValueError(f"distinct_correct: {len(completions)} completions for {len(correct)} flags")
+    return len({c for c, ok in zip(completions, correct) if ok})
+
+
+def equation_distinct_ratio(completions: Sequence[str], correct: Sequence[bool],
+                            canonical: Callable[[str], str]) -> float:
+    """Equation-level distinct ratio of one problem (ucpo.md 1.6 / 3.1, **inferred** definition):
+    distinct canonical forms among the correct samples / number of correct samples; NaN with no correct one.
+
+    ``canonical`` maps an equation to its normal form (for MakeN ``tasks.make_n.canonical_form``: commutative
+    operands sorted), so "3*4+1" and "1+4*3" count once.
+    """
+    if len(completions) != len(correct):
+        raise ValueError(f"equation_distinct_ratio: {len(completions)} completions for {len(correct)} flags")
+    forms = [canonical(c) for c, ok in zip(completions, correct) if ok]
+    return len(set(forms)) / len(forms) if forms else float("nan")
+
+
+def conditional_entropy(logp: Tensor) -> dict[str, float]:
+    """Entropy of the policy conditioned on the correct set, from the log-probs ``logp`` (|C|,) of every
+    correct string (ucpo.md 1.2): pi_C = softmax(logp); returns ``entropy`` H(pi_C), ``h_norm``
+    H(pi_C)/log|C| (NaN when |C| < 2), ``mass`` pi(C|x) = sum exp(logp) and ``max_share`` max pi_C."""
+    logp = logp.double()
+    log_c = logp - torch.logsumexp(logp, dim=0)
+    ent = float(-(log_c.exp() * log_c).sum())
+    size = logp.numel()
+    return {"entropy": ent, "h_norm": ent / math.log(size) if size > 1 else float("nan"),
+            "mass": float(logp.exp().sum()), "max_share": float(log_c.exp().max())}
+
+
+@torch.no_grad()
+def exact_conditional_entropy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                              correct_sets: Sequence[Sequence[str]], temperature: float = 1.0,
+                              batch_size: int = 1024) -> list[dict[str, float]]:
+    """Exact ``conditional_entropy`` of each prompt over its full, enumerated correct set C(x).
+
+    Scores every (prompt, correct string + EOS) pair with batched teacher-forced passes
+    (``exact_success_prob``), so ``mass`` is the exact probability that ancestral sampling at ``temperature``
+    (top_p 1, enough new tokens) returns a correct answer, i.e. the exact pass@1 when the rewarded strings are
+    exactly C(x) (MakeN). Returns one dict per prompt.
+    """
+    if len(prompts) != len(correct_sets):
+        raise ValueError(f"exact_conditional_entropy: {len(prompts)} prompts for {len(correct_sets)} sets")
+    empty = [i for i, c in enumerate(correct_sets) if not c]
+    if empty:
+        raise ValueError(f"exact_conditional_entropy: prompts {empty[:5]} have an empty correct set")
+    flat_p = [p for p, cs in zip(prompts, correct_sets) for _ in cs]
+    flat_c = [c for cs in correct_sets for c in cs]
+    logp = exact_success_prob(model, tokenizer, flat_p, flat_c, temperature=temperature, batch_size=batch_size,
+                              log=True)
+    out, start = [], 0
+    for cs in correct_sets:
+        out.append(conditional_entropy(logp[start : start + len(cs)]))
+        start += len(cs)
+    return out
+
+
+def evaluate_diversity(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any, cfg: Any,
+                       n: int = 64, ks: Sequence[int] = (1, 4, 16, 64), seed: int = 0,
+                       max_prompts: int | None = None, canonical: Callable[[str], str] | None = None
+                       ) -> dict[str, float]:
+    """Diversity evaluation on the held-out targets of a task with an enumerable correct set (MakeN).
+
+    Samples ``n`` completions per test prompt (``sample_and_score``) and returns, averaged over prompts:
+    ``pass@k`` (unbiased) for each k, ``distinct_correct@n``, ``equation_ratio`` (``equation_distinct_ratio``
+    over prompts with a correct sample), and exactly (``exact_conditional_entropy``, needs
+    ``task.correct_set(target)`` and top_p 1): ``exact_pass@1`` = mean pi(C|x), ``h_norm`` = mean normalised
+    conditional entropy, ``max_share`` = mean largest pi_C.
+    """
+    from rollwise.rlvr.tasks.make_n import canonical_form
+
+    bad = [k for k in ks if not 1 <= k <= n]
+    if bad:
+        raise ValueError(f"evaluate_diversity: every k must be in [1, n={n}]; got {bad}")
+    examples = task.examples("test")[:max_prompts]
+    batch, rewards, _ = sample_and_score(policy, tokenizer, task, cfg, examples, n, seed)
+    completions: list[list[str]] = [[] for _ in examples]
+    correct: list[list[bool]] = [[] for _ in examples]
+    for g, c, x in zip(batch.group_ids.tolist(), batch.completions, rewards.tolist()):
+        completions[g].append(c)
+        correct[g].append(x >= 1.0 - 1e-6)
+    ratios = [equation_distinct_ratio(c, ok, canonical or canonical_form) for c, ok in zip(completions, correct)]
+    ratios = [x for x in ratios if not math.isnan(x)]
+    out = {f"pass@{k}": mean_pass_at_k(correct, k) for k in ks}
+    out[f"distinct_correct@{n}"] = sum(distinct_correct(c, ok) for c, ok in zip(completions, correct)) / len(examples)
+    out["equation_ratio"] = sum(ratios) / len(ratios) if ratios else float("nan")
+    if cfg.rollout.top_p != 1.0:
+        raise ValueError(f"evaluate_diversity: exact entropy needs rollout.top_p = 1, got {cfg.rollout.top_p}")
+    exact = exact_conditional_entropy(policy, tokenizer, [e.prompt for e in examples],
+                                      [task.correct_set(e.columns["target"]) for e in examples],
+                                      temperature=cfg.rollout.temperature)
+    for key, name in (("mass", "exact_pass@1"), ("h_norm", "h_norm"), ("max_share", "max_share")):
+        out[name] = sum(d[key] for d in exact) / len(exact)
     return out

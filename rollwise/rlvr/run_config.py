@@ -138,6 +138,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "reinforce_pp_baseline": {"algorithm": {"estimator": "reinforce_pp_baseline"}, "rollout": {"n": 4}},
     # BASIS (docs/basis.md): one rollout per prompt, offline pi_0 prior + cross-fitted batch calibration
     "basis": {"algorithm": {"estimator": "basis"}, "rollout": {"n": 1}},
+    # UCPO (ucpo.md 1.3/1.5): the authors' iq estimator, tau 0.2, alpha 0, PPO dual-clip 3, 8 rollouts per prompt
+    "ucpo": {"algorithm": {"estimator": "ucpo", "estimator_params": {"tau": 0.2},
+                           "loss": {"dual_clip_c": 3.0, "agg_mode": "token-mean"}}, "rollout": {"n": 8}},
 }
 
 

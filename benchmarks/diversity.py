@@ -1,0 +1,252 @@
+"""Diversity among correct answers: GRPO vs UCPO (ucpo.md 3.2) on MakeN and on the tabular bandit.
+
+    rollwise bench diversity [--quick] [--seeds 0,1,2] [--steps N] [--threads 1]
+
+For each seed: one skewed SFT warm start on MakeN (the same for every method), then GRPO and UCPO-iq
+(tau 0.2 and 0.5) trained for the same steps from it. On the held-out targets, with 64 samples per target at
+temperature 1: unbiased pass@1/4/16/64, distinct-correct@64, the equation-level distinct ratio, and the exact
+normalised entropy of the policy over the full correct set C(N) (every correct string scored). Curves over
+training and the per-step H(q) of the training groups are plotted. The tabular bandit check of ucpo.md 3.2
+runs first (seconds). Writes benchmarks/results/diversity.{json,md} and PNG plots next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, write_results  # noqa: E402
+from diversity_bandit import bandit_table  # noqa: E402
+
+#: the MakeN setting (ucpo.md 3.1, CPU-sized): digits 1-9, operators + and - (the full +-* grammar leaves a
+#: 2-core-trainable model at ~3% held-out pass@1, the regime where no method can differ, ucpo.md 3.2)
+SETUP = [
+    "task.name=make_n", "task.params.ops=+-", "task.params.sft_zipf=1.0", "task.params.min_correct=8",
+    "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.num_heads=4",
+    "model.tiny.intermediate_size=256", "sft.batch_size=128", "sft.lr=3e-3", "sft.examples=20000",
+    "rollout.max_new_tokens=6", "rollout.n=8", "rollout.temperature=1.0", "rollout.top_p=1.0",
+    "train.prompts_per_step=32", "train.lr=1e-3", "train.eval_every=0", "train.checkpoint_every=0",
+    "run.report=false", "algorithm.loss.dual_clip_c=3.0",
+]
+METHODS: dict[str, list[str]] = {
+    "GRPO": ["algorithm.estimator=grpo"],
+    "UCPO tau=0.2": ["algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.2"],
+    "UCPO tau=0.5": ["algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5"],
+    # flag variant (not the authors' setting): q from the sequence log-prob. With equal-length MakeN answers
+    # the authors' per-token mean makes q ~ pi(y)^(1/6), close to uniform, so iq's weights stay near 1.
+    "UCPO tau=0.5 seq-logp": ["algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
+                              "algorithm.estimator_params.length_norm=false"],
+}
+PAPER = {"pass@64 (AIME24)": "+10 points (UCPO vs GRPO, up to)", "equation-level diversity": "+45% (up to)",
+         "pass@1": "close to GRPO"}
+FINAL_KEYS = ["pass@1", "pass@4", "pass@16", "pass@64", "distinct_correct@64", "h_norm", "equation_ratio",
+              "exact_pass@1", "max_share"]
+
+
+def make_trainer_class():
+    """A Trainer that also records the correct-set diagnostics of every training batch (H(q), max q, |S|)."""
+    from rollwise.rlvr.advantages import correct_set_diagnostics
+    from rollwise.rlvr.trainer import Trainer
+
+    class DiagnosedTrainer(Trainer):
+        def compute_advantages(self, batch):
+            batch = super().compute_advantages(batch)
+            self.last_diag = correct_set_diagnostics(batch.rewards, batch.old_logprobs, batch.response_mask,
+                                                     batch.group_ids)
+            return batch
+
+    return DiagnosedTrainer
+
+
+def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, threads: int
+             ) -> dict[str, Any]:
+    """Warm start once, then train every method from a copy; returns curves and final metrics per method."""
+    from rollwise.rlvr.commands import build_policy
+    from rollwise.rlvr.evaluate import evaluate_diversity
+    from rollwise.rlvr.run_config import resolve_config
+    from rollwise.rlvr.tasks import make_task
+    from rollwise.runlog import seed_everything
+
+    base = [*SETUP, f"sft.steps={sft_steps}", f"train.steps={steps}", f"train.seed={seed}",
+            f"model.init_seed={seed}", f"run.threads={threads}"]
+    cfg = resolve_config(overrides=[*base, *METHODS["GRPO"], f"run.output_dir={out / f'seed{seed}-warm'}"])
+    task = make_task(cfg.task.name, **cfg.task.params)
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    warm, tok = build_policy(cfg, task)
+    sft_s = time.perf_counter() - t0
+    ev0 = evaluate_diversity(warm, tok, task, cfg, n=64, seed=10_000 + seed)
+    result: dict[str, Any] = {"warm_start": ev0, "sft_seconds": sft_s, "methods": {}}
+    trainer_cls = make_trainer_class()
+    for name, over in METHODS.items():
+        mcfg = resolve_config(overrides=[*base, *over, f"run.output_dir={out / f'seed{seed}-{_slug(name)}'}"])
+        seed_everything(seed)
+        trainer = trainer_cls(mcfg, copy.deepcopy(warm), tok, task)
+        curve = [{"step": 0, **ev0}]
+        train_log: list[dict[str, float]] = []
+        t0 = time.perf_counter()
+        for step in range(1, steps + 1):
+            rec = trainer.train_step(step)
+            train_log.append({"step": step, "reward": rec["reward"], **trainer.last_diag})
+            if step % eval_every == 0 or step == steps:
+                ev = evaluate_diversity(trainer.policy, tok, task, mcfg, n=64, seed=10_000 + seed + step)
+                curve.append({"step": step, **ev})
+        result["methods"][name] = {"final": curve[-1], "curve": curve, "train": train_log,
+                                   "seconds": time.perf_counter() - t0}
+        print(f"seed {seed} {name}: " + ", ".join(f"{k} {curve[-1][k]:.3f}" for k in FINAL_KEYS), flush=True)
+    return result
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" ", "-").replace("=", "")
+
+
+def _mean(xs: list[float]) -> float:
+    xs = [x for x in xs if x == x]
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def summarise(seeds: dict[int, dict[str, Any]]) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """Mean final metrics per method, and the acceptance rows (ucpo.md 3.2) with per-seed sign counts."""
+    methods = list(METHODS)
+    means = {m: {k: _mean([s["methods"][m]["final"][k] for s in seeds.values()]) for k in FINAL_KEYS}
+             for m in methods}
+    for m in methods:
+        means[m]["mean_Hq_norm_train"] = _mean([_mean([r["ucpo/Hq_norm"] for r in s["methods"][m]["train"]])
+                                                for s in seeds.values()])
+    g = means["GRPO"]
+    rows = []
+    for m in methods[1:]:
+        u = means[m]
+
+        def seeds_ok(pred, m: str = m) -> str:
+            ok = sum(bool(pred(s["methods"][m]["final"], s["methods"]["GRPO"]["final"])) for s in seeds.values())
+            return f"{ok}/{len(seeds)}"
+
+        checks = [
+            ("pass@1 >= GRPO - 0.03", u["pass@1"] >= g["pass@1"] - 0.03,
+             seeds_ok(lambda a, b: a["pass@1"] >= b["pass@1"] - 0.03)),
+            ("distinct-correct@64 >= 1.2x GRPO", u["distinct_correct@64"] >= 1.2 * g["distinct_correct@64"],
+             seeds_ok(lambda a, b: a["distinct_correct@64"] >= 1.2 * b["distinct_correct@64"])),
+            ("exact H_norm >= GRPO + 0.05", u["h_norm"] >= g["h_norm"] + 0.05,
+             seeds_ok(lambda a, b: a["h_norm"] >= b["h_norm"] + 0.05)),
+            ("pass@64 >= GRPO", u["pass@64"] >= g["pass@64"], seeds_ok(lambda a, b: a["pass@64"] >= b["pass@64"])),
+            ("pass@16 >= GRPO - 0.01", u["pass@16"] >= g["pass@16"] - 0.01,
+             seeds_ok(lambda a, b: a["pass@16"] >= b["pass@16"] - 0.01)),
+            ("train H(q)/log|S| above GRPO (mean over steps)", u["mean_Hq_norm_train"] > g["mean_Hq_norm_train"], ""),
+        ]
+        rows += [{"method": m, "criterion": c, "passed": bool(p), "seeds": s} for c, p, s in checks]
+    return means, rows
+
+
+def plot_curves(seeds: dict[int, dict[str, Any]], out: Path, prefix: str) -> list[str]:
+    from rollwise.report import line_plot
+
+    figures = []
+    for key, label in (("pass@1", "pass@1 (held-out)"), ("pass@64", "pass@64 (held-out)"),
+                       ("distinct_correct@64", "distinct correct in 64 samples"), ("h_norm", "exact H(pi_C)/log|C|")):
+        series = {}
+        for m in METHODS:
+            curves = [s["methods"][m]["curve"] for s in seeds.values()]
+            xs = [r["step"] for r in curves[0]]
+            series[m] = (xs, [_mean([c[i][key] for c in curves]) for i in range(len(xs))])
+        name = f"{prefix}_{key.replace('@', '_at_')}.png"
+        line_plot(out / name, series, "RL step", label, title=f"MakeN held-out: {label} (mean of {len(seeds)} seeds)")
+        figures.append(name)
+    series = {}
+    for m in METHODS:
+        logs = [s["methods"][m]["train"] for s in seeds.values()]
+        xs = [r["step"] for r in logs[0]]
+        ys = [_mean([lg[i]["ucpo/Hq_norm"] for lg in logs]) for i in range(len(xs))]
+        w = max(1, len(xs) // 20)  # moving average for readability
+        series[m] = (xs[w - 1:], [statistics.fmean(ys[i - w + 1: i + 1]) for i in range(w - 1, len(ys))])
+    line_plot(out / f"{prefix}_train_hq.png", series, "RL step", "H(q)/log|S| of training groups",
+              title="within-group conditional entropy of correct rollouts")
+    figures.append(f"{prefix}_train_hq.png")
+    return figures
+
+
+def bandit_section(seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    table = bandit_table([None, 0.2, 0.5, 1.0], seeds)
+    means = {m: {k: _mean(v) for k, v in row.items()} for m, row in table.items()}
+    pilot = {"GRPO": (0.98, 0.05, 2.0), "UCPO tau=0.2": (0.98, 0.09, 2.7), "UCPO tau=0.5": (0.95, 0.24, 4.5),
+             "UCPO tau=1": (0.87, 0.61, 8.8)}
+    rows = [{"method": m, "accuracy": v["accuracy"], "H_norm": v["h_norm"], "distinct-64": v["distinct"],
+             "spec pilot (acc / H_norm / distinct)": " / ".join(f"{x:g}" for x in pilot[m])} for m, v in means.items()]
+    g, u = means["GRPO"], means["UCPO tau=0.5"]
+    checks = [f"UCPO tau=0.5 accuracy {u['accuracy']:.3f} >= 0.92: {u['accuracy'] >= 0.92}",
+              f"H_norm {u['h_norm']:.3f} >= GRPO {g['h_norm']:.3f} + 0.1: {u['h_norm'] >= g['h_norm'] + 0.1}",
+              f"distinct-64 {u['distinct']:.2f} >= 1.5 x GRPO {g['distinct']:.2f}: "
+              f"{u['distinct'] >= 1.5 * g['distinct']}"]
+    return {"per_seed": table, "means": means}, rows, checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rollwise bench diversity")
+    ap.add_argument("--quick", action="store_true", help="1 seed, 40 RL steps, short warm start")
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; quick: 0)")
+    ap.add_argument("--steps", type=int, default=None, help="RL steps per method (default 200; quick 40)")
+    ap.add_argument("--sft-steps", type=int, default=None, help="warm-start steps (default 300; quick 150)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="folder for json/md/plots (default benchmarks/results)")
+    ap.add_argument("--runs", default="runs/bench-diversity", help="scratch folder of the training runs")
+    args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
+    steps = args.steps or (40 if args.quick else 200)
+    sft_steps = args.sft_steps or (150 if args.quick else 300)
+    eval_every = max(1, steps // (4 if args.quick else 8))
+    out = Path(args.out) if args.out else RESULTS
+    name = "diversity_quick" if args.quick else "diversity"
+
+    from rollwise.report import markdown_table
+    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.runlog import set_threads
+
+    _quiet_transformers()
+    set_threads(args.threads)
+    t_all = time.perf_counter()
+    bandit, bandit_rows, bandit_checks = bandit_section([0, 1, 2])
+    per_seed = {s: run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads) for s in seeds}
+    means, acceptance = summarise(per_seed)
+    figures = plot_curves(per_seed, out, name)
+    wall = time.perf_counter() - t_all
+    command = "rollwise bench diversity" + (" --quick" if args.quick else "") + \
+        (f" --seeds {args.seeds}" if args.seeds else "") + (f" --steps {args.steps}" if args.steps else "") + \
+        (f" --sft-steps {args.sft_steps}" if args.sft_steps else "")
+    warm = {k: _mean([s["warm_start"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
+    table = [{"method": "warm start (SFT)", **warm}] + [{"method": m, **v} for m, v in means.items()]
+    md = [
+        "# Diversity among correct answers: GRPO vs UCPO (ucpo.md 3.2)", "",
+        f"Command: `{command}`  ", f"Seeds {seeds}; {steps} RL steps per method; warm start {sft_steps} SFT steps; "
+        f"wall {wall / 60:.1f} min on a shared 2-core CPU (contended: about 8 jobs on 2 cores, so times are "
+        "inflated 5-10x).", "",
+        "## Tabular bandit (K=60, C=15, G=8, 16 groups/step, lr 0.1, 600 steps, seeds 0-2)", "",
+        markdown_table(bandit_rows), "", *[f"- {c}" for c in bandit_checks], "",
+        "## MakeN (digits 1-9, ops + -, 3 operands; held-out targets; 64 samples per target, temperature 1)", "",
+        "Setup: " + ", ".join(f"`{s}`" for s in SETUP), "",
+        "Final metrics, mean over seeds (h_norm = exact H(pi_C)/log|C| over the enumerated correct set; "
+        "exact_pass@1 = mean pi(C|x); equation_ratio = distinct canonical forms / correct samples; "
+        "mean_Hq_norm_train = mean over steps of H(q)/log|S| in training groups with |S| >= 2):", "",
+        markdown_table(table), "", "### Acceptance (ucpo.md 3.2; seeds = seeds where the comparison holds)", "",
+        markdown_table(acceptance), "", "### Paper (not comparable in scale: 1.5B/7B models, AIME24 etc.)", "",
+        markdown_table([{"claim": k, "paper": v} for k, v in PAPER.items()]), "",
+        "Plots: " + ", ".join(f"![{f}]({f})" for f in figures), "",
+    ]
+    payload = {"command": command, "seeds": seeds, "steps": steps, "sft_steps": sft_steps, "setup": SETUP,
+               "bandit": bandit, "means": means, "warm_start": warm, "acceptance": acceptance,
+               "per_seed": {str(k): v for k, v in per_seed.items()}, "wall_seconds": wall, "figures": figures}
+    path = write_results(name, payload, "\n".join(md) + "\n", out)
+    print("\n".join(md))
+    print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
