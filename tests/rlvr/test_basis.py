@@ -229,3 +229,78 @@ def test_cross_fit_with_kernel_corrects_drift_invisible_to_prior():
         fit = cross_fit_baseline(l0, r, fold, prior, (1.0, 10.0), features=feats, bandwidth=0.1)
         errs["rbf"] += float(((fit.baseline - torch.tensor(v)) ** 2).mean())
     assert errs["rbf"] < 0.2 * errs["off"]
+
+
+# ----------------------------------------------------------------------------- trainer integration
+def tiny_trainer(tmp_path, steps: int = 3, seed: int = 0, extra: list[str] | None = None):
+    from rollwise.rlvr.commands import build_policy
+    from rollwise.rlvr.run_config import resolve_config
+    from rollwise.rlvr.tasks import make_task
+    from rollwise.rlvr.trainer import Trainer
+    from rollwise.runlog import seed_everything
+
+    cfg = resolve_config(algorithm="basis", overrides=[
+        "task.params.max_operand=9", "task.params.n_train=40", "task.params.n_test=20", "sft.steps=20",
+        "sft.batch_size=32", "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64",
+        "model.tiny.num_layers=1", "rollout.max_new_tokens=4", f"train.steps={steps}", "train.prompts_per_step=16",
+        "train.eval_every=0", "train.checkpoint_every=0", f"train.seed={seed}", f"run.output_dir={tmp_path}",
+        "algorithm.estimator_params.offline_rollouts=4", *(extra or [])])
+    seed_everything(seed)
+    task = make_task(cfg.task.name, **cfg.task.params)
+    policy, tok = build_policy(cfg, task)
+    return Trainer(cfg, policy, tok, task)
+
+
+def test_trainer_runs_basis_counts_offline_rollouts_and_is_deterministic(tmp_path):
+    runs = []
+    for _ in range(2):
+        tr = tiny_trainer(tmp_path)
+        tr.estimator.prepare(tr)
+        assert tr.rollouts_generated == 40 * 4 == tr.estimator.offline["rollouts"]
+        recs = [tr.train_step(s) for s in (1, 2)]
+        assert recs[-1]["rollouts_total"] == 160 + 2 * 16
+        runs.append(([r["adv/mean"] for r in recs], tr.estimator.calibration.clone(),
+                     [p.detach().clone() for p in tr.policy.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert torch.equal(runs[0][1], runs[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][2], runs[1][2]))
+
+
+def test_checkpoint_holds_the_prior_and_calibration_and_resume_continues(tmp_path):
+    from rollwise.rlvr.checkpoint import latest_checkpoint, load_trainer_state
+
+    extra = ["algorithm.estimator_params.kernel=rbf", "train.checkpoint_every=1"]
+    tr = tiny_trainer(tmp_path, steps=1, extra=extra)
+    tr.fit()
+    state = load_trainer_state(latest_checkpoint(tmp_path))["estimator"]
+    assert state["prompts"] == tr.estimator.prompts and state["steps"] == 1
+    assert torch.equal(state["l0"], tr.estimator.l0) and torch.equal(state["features"], tr.estimator.features)
+    assert state["offline"]["rollouts"] == 160
+    resumed = tiny_trainer(tmp_path, steps=2, extra=extra)
+    resumed.fit(resume=True)
+    assert resumed.estimator.steps == 2 and resumed.estimator.prompts == tr.estimator.prompts
+    assert resumed.rollouts_generated == 160 + 2 * 16
+
+
+@pytest.mark.slow
+def test_p0_basis_steps_raise_exact_accuracy(tmp_path):
+    """Spec 5.5 P0: 50 BASIS steps (B=32) raise the exact expected test accuracy by >= 3 points."""
+    from rollwise.rlvr.commands import build_policy
+    from rollwise.rlvr.run_config import resolve_config
+    from rollwise.rlvr.tasks import make_task
+    from rollwise.rlvr.trainer import Trainer
+
+    cfg = resolve_config(algorithm="basis", overrides=[
+        "task.params.max_operand=99", "sft.steps=P0_SFT", "sft.lr=2e-3", "rollout.max_new_tokens=6",
+        "train.steps=50", "train.prompts_per_step=32", "train.lr=P0_LR", "train.eval_every=0",
+        "train.checkpoint_every=0", f"run.output_dir={tmp_path}"])
+    task = make_task(cfg.task.name, **cfg.task.params)
+    policy, tok = build_policy(cfg, task)
+    tr = Trainer(cfg, policy, tok, task)
+    before = tr.evaluate()["eval/exact_accuracy"]
+    tr.estimator.prepare(tr)
+    for step in range(1, 51):
+        tr.train_step(step)
+    after = tr.evaluate()["eval/exact_accuracy"]
+    print(f"P0: {before:.4f} -> {after:.4f}")
+    assert after - before >= 0.03
