@@ -28,7 +28,8 @@ class AdversarialConfig:
     outer_iters: int = 30  # outer iterations (code: 81)
     disc_steps: int = 5  # discriminator steps per outer iteration (code: 1)
     disc_hidden: int = 64  # discriminator width, 2 hidden layers (code: 256)
-    disc_lr: float = 8e-3  # lr at k=0, then lr / k (code: 8e-3)
+    disc_lr: float = 8e-3  # lr at k=0 (code: 8e-3)
+    disc_lr_decay: bool = False  # lr / k at outer iteration k (code); off: constant lr (stabler here)
     gp_coef: float = 10.0  # gradient-penalty weight (code: 10)
     gp_target: float = 0.4  # gradient-norm target (code: 0.4)
     optimistic: bool = True  # optimistic Adam (code: OAdam) instead of plain Adam
@@ -169,7 +170,7 @@ def adversarial_moment_matching(env: NoisyPointMass, policy: GaussianPolicy, tar
             learner, ret = reinforce_step(policy, pi_opt, f, env, cfg.policy_rollouts, rng, cfg.normalise_advantages)
             buffer, returns = (buffer + [learner])[-cfg.buffer_batches:], returns + [ret]
         pool = torch.cat(buffer)
-        lr = cfg.disc_lr / max(k, 1)
+        lr = cfg.disc_lr / max(k, 1) if cfg.disc_lr_decay else cfg.disc_lr
         opt = OptimisticAdam(f.parameters(), lr=lr) if cfg.optimistic else torch.optim.Adam(f.parameters(), lr=lr)
         for _ in range(cfg.disc_steps):
             batch = pool[torch.randint(len(pool), (min(cfg.disc_batch, len(pool)),), generator=gen)]
