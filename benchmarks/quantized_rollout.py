@@ -56,10 +56,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=10, help="steps between exact test evaluations")
     p.add_argument("--eval-prompts", type=int, default=128, help="held-out prompts per evaluation")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
+    p.add_argument("--ais-params", default="{}", help='JSON merged into the AIS arm\'s correction_params, e.g. '
+                   '\'{"affordability": "flipped"}\' (ablations of the [INFERRED] choices)')
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--speed-reps", type=int, default=3, help="timed repetitions per side in the speed test")
     p.add_argument("--skip-speed", action="store_true", help="skip the rollout-speed part")
     p.add_argument("--skip-train", action="store_true", help="skip the training comparison")
+    p.add_argument("--from-runs", action="store_true",
+                   help="do not train: summarise the runs already in --runs (re-reads metrics and final checkpoints)")
     p.add_argument("--out", default=str(RESULTS), help="folder for the json/md/png results")
     p.add_argument("--runs", default="runs/bench-quantized-rollout", help="folder for the training runs")
     if "--quick" in argv:  # smaller defaults; explicit flags still win
@@ -159,13 +163,15 @@ def train_arm(args: argparse.Namespace, arm: str, seed: int, warm: Path, runs: P
     data["sft"]["enabled"] = False
     data["rollout"].update(engine=engine, engine_params={**engine_params, **(
         {"fmt": args.fmt, "activations": args.activations} if engine == "quantized" else {})})
-    data["algorithm"].update(correction=corr, correction_params=copy.deepcopy(corr_params))
+    corr_params = {**corr_params, **(json.loads(args.ais_params) if corr == "ais" else {})}
+    data["algorithm"].update(correction=corr, correction_params=corr_params)
     t0 = time.perf_counter()
     cfg = resolve_config(base=data)
-    run_training(cfg)
+    if not args.from_runs:
+        run_training(cfg)
     records = read_jsonl(run_dir / "metrics.jsonl")
     records.append({"step": args.steps, **final_fp32_eval(cfg, run_dir, args.eval_samples)})
-    print(f"train seed {seed} {arm}: {time.perf_counter() - t0:.0f}s, final fp32 pass@1 "
+    print(f"train seed {seed} {arm}: {time.perf_counter() - t0:.0f}s, final fp32 accuracy "
           f"{_final(records, FINAL):.3f}", file=sys.stderr)
     return records
 
@@ -224,6 +230,7 @@ def _mean_curve(runs: list[list[dict[str, Any]]], key: str, smooth: int = 1) -> 
 
 
 CURVES = {
+    "eval/exact_accuracy": ("exact test accuracy (fp32 policy)", 1),
     "eval/accuracy": ("test accuracy (rollout engine, 1 sample)", 1),
     "accuracy": ("training-batch accuracy (engine samples)", 5),
     "mismatch/ess_ratio": ("sequence ESS ratio", 5),
@@ -247,6 +254,7 @@ def summarise(all_runs: dict[str, dict[int, list[dict[str, Any]]]], out: Path) -
         rows.append({
             "arm": arm, **{f"acc_seed{s}": v for s, v in finals.items()},
             "acc_mean": statistics.fmean(finals.values()),
+            "test_acc_mean": statistics.fmean(_final(r, "final/test_exact") for r in by_seed.values()),
             "batch_acc_first10": statistics.fmean(statistics.fmean(_curve(r, "accuracy")[1][:10])
                                                   for r in by_seed.values()),
             "batch_acc_last10": statistics.fmean(statistics.fmean(_curve(r, "accuracy")[1][-10:])
@@ -267,6 +275,14 @@ def summarise(all_runs: dict[str, dict[int, list[dict[str, Any]]]], out: Path) -
             name = f"{NAME}_{key.replace('/', '_')}.png"
             line_plot(out / name, series, "RL step", label, title=f"{label} (mean over seeds)")
             figures.append(name)
+    per_seed = {f"{arm} s{s}": _curve(r, "mismatch/ess_ratio") for arm in ("quant-none", "quant-ais")
+                for s, r in all_runs.get(arm, {}).items()}
+    per_seed = {k: (x, _smooth(y, 3)) for k, (x, y) in per_seed.items() if x}
+    if per_seed:
+        name = f"{NAME}_ess_per_seed.png"
+        line_plot(out / name, per_seed, "RL step", "sequence ESS ratio (3-step mean)",
+                  title="ESS per seed: uncorrected vs AIS")
+        figures.append(name)
     return rows, figures
 
 
@@ -332,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, figures = [], []
     if not args.skip_train:
         for seed in seeds:
-            warm = warm_start(args, seed, runs)
+            warm = runs / f"seed{seed}" / "warm_start" if args.from_runs else warm_start(args, seed, runs)
             for arm in arms:
                 all_runs[arm][seed] = train_arm(args, arm, seed, warm, runs)
         rows, figures = summarise(all_runs, out)

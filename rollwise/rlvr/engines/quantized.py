@@ -12,7 +12,8 @@ Formats (``fmt``):
   with one scale per tensor, ``s = max|W| / fmax`` (vLLM online FP8 style), computed in fp32: an emulation
   that gives the FP8 mismatch, not FP8 speed. ``activations=True`` also rounds each Linear's input per
   token (W8A8 emulation).
-- ``int8`` / ``int4`` / ``int3``: per-output-channel symmetric fake quantization, ``s = max_row|W| / (2^(b-1) - 1)``.
+- ``int8`` / ``int4`` / ``int3`` / ``int2``: per-output-channel symmetric fake quantization,
+  ``s = max_row|W| / (2^(b-1) - 1)``.
 - ``int8_dynamic``: real int8 kernels: ``torch.ao.quantization.quantize_dynamic`` (int8 weights per output
   channel, activations quantized on the fly). This is the fast mode on CPU.
 
@@ -38,7 +39,7 @@ FP8_FORMATS: dict[str, tuple[torch.dtype, float]] = {
     "fp8_e5m2": (torch.float8_e5m2, 57344.0),
 }
 #: format -> bits for the per-channel integer fake quantization
-INT_FORMATS: dict[str, int] = {"int8": 8, "int4": 4, "int3": 3}
+INT_FORMATS: dict[str, int] = {"int8": 8, "int4": 4, "int3": 3, "int2": 2}
 FORMATS = ("none", *FP8_FORMATS, *INT_FORMATS, "int8_dynamic")
 
 
