@@ -4,7 +4,7 @@
 
 Uses exactly the code path of ``rollwise repro explors`` (``run_method`` with ``ExplorsConfig.neural``),
 so the first 12 000 episodes match the repro's LineK curves for the same seed. Writes
-``benchmarks/results/explors_linek.json`` and ``.md``.
+``runs/bench-explors-linek/explors_linek.json`` and ``.md`` (``--out`` changes the stem).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=20_000)
     p.add_argument("--methods", default="explors,explob,orig")
     p.add_argument("--seeds", default="0")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "explors_linek"))
+    p.add_argument("--out", default="runs/bench-explors-linek/explors_linek")
     args = p.parse_args(argv)
     set_threads(1)
     rows, curves = [], []

@@ -8,6 +8,7 @@ Runs are independent and seeded, so they are spread over worker processes withou
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -116,6 +117,9 @@ def run(quick: bool = False, out_dir: str | Path = "runs/repro-explors", seeds: 
     exps = experiments(quick, seeds)
     workers = int(os.environ.get("ROLLWISE_WORKERS", "1" if quick else str(min(2, os.cpu_count() or 1))))
     results = run_all(exps, workers)
+    (out / "curves.json").write_text(json.dumps(
+        [{"env": c.env, "method": c.method, "seed": c.seed, "episodes": c.episodes, "returns": c.returns,
+          "successes": c.successes, "seconds": c.seconds} for cs in results.values() for c in cs]))
     report = ReproReport(name="explors", title="EXPLORS: exploration-guided reward shaping (Devidze et al., 2022)",
                          command="rollwise repro explors" + (" --quick" if quick else ""))
     add_acceptance(report, results, quick)

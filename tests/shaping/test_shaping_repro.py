@@ -37,6 +37,8 @@ def test_quick_repro_explors_learns_chain_and_orig_does_not(tmp_path):
     assert gap.ours >= 3
     for fig in report.figures:
         assert (tmp_path / fig.split("/")[-1]).exists()
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert {c["method"] for c in curves} == {"orig", "explob", "selfrs", "explors", "sors"}
     report.write(tmp_path)
     payload = json.loads((tmp_path / "result.json").read_text())
     assert payload["name"] == "explors" and len(payload["rows"]) == 3
