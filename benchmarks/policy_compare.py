@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import sys
 import time
@@ -40,15 +41,26 @@ METHODS: dict[str, tuple[str, list[str]]] = {
 BASIS, RPP, GRPO = "BASIS (n=1)", "REINFORCE++ (n=1)", "GRPO (n=8)"
 
 
+def method_steps(name: str, args) -> int:
+    """Steps of a method: single-rollout methods may run longer (``--n1-steps``) for the wall-clock target."""
+    return max(args.n1_steps, args.steps) if METHODS[name][0] in ("basis", "reinforce_pp") else args.steps
+
+
+def at_step(curve: dict[str, list[float]], step: int) -> float:
+    """Evaluated accuracy at ``step`` (equal-step comparisons)."""
+    return curve["acc"][curve["step"].index(step)]
+
+
 def build_trainers(setting: Setting, seed: int, args, policy0, tokenizer, task, basis_state) -> dict[str, Any]:
     from rollwise.rlvr.trainer import Trainer
 
     out = {}
     for name, (preset, extra) in METHODS.items():
-        cfg = config(setting, preset, [f"train.seed={seed}", f"train.steps={args.steps}",
+        own = [f"algorithm.estimator_params.{kv}" for kv in args.basis_set or []] if name == BASIS else []
+        cfg = config(setting, preset, [f"train.seed={seed}", f"train.steps={method_steps(name, args)}",
                                        f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}",
                                        f"run.output_dir=runs/bench-policy/{preset}-s{seed}", *extra,
-                                       *(args.set or [])])
+                                       *(args.set or []), *own])
         tr = Trainer(cfg, copy.deepcopy(policy0), tokenizer, task)
         if name == BASIS:
             tr.estimator.load_state_dict(basis_state)
@@ -61,7 +73,8 @@ def offline_stage(setting: Setting, args, policy0, tokenizer, task) -> dict[str,
     """BASIS Stage O on pi_0, timed in this run; returns the estimator state (with ``offline`` cost)."""
     from rollwise.rlvr.trainer import Trainer
 
-    cfg = config(setting, "basis", [f"train.prompts_per_step={args.prompts}", *(args.set or [])])
+    own = [f"algorithm.estimator_params.{kv}" for kv in args.basis_set or []]
+    cfg = config(setting, "basis", [f"train.prompts_per_step={args.prompts}", *(args.set or []), *own])
     tr = Trainer(cfg, copy.deepcopy(policy0), tokenizer, task)
     tr.estimator.prepare(tr)
     return tr.estimator.state_dict()
@@ -77,19 +90,22 @@ def run_seed(setting: Setting, seed: int, args, policy0, tokenizer, task, basis_
         curves[name] = {"step": [0], "wall": [offline_s], "rollouts": [tr.rollouts_generated], "acc": [acc0],
                         "step_time": []}
     order = list(trainers)
-    for step in range(1, args.steps + 1):
+    for step in range(1, max(method_steps(n, args) for n in order) + 1):
         for name in order if step % 2 else order[::-1]:  # alternate the order to share contention fairly
+            if step > method_steps(name, args):
+                continue
             tr, c = trainers[name], curves[name]
             rec = tr.train_step(step)
             c["step_time"].append(rec["time/step"])
-            if step % args.eval_every == 0 or step == args.steps:
+            if step % args.eval_every == 0 or step in (args.steps, method_steps(name, args)):
                 c["step"].append(step)
                 c["wall"].append(c["wall"][0] + sum(c["step_time"]))
                 c["rollouts"].append(tr.rollouts_generated)
                 c["acc"].append(tr.evaluate()["eval/exact_accuracy"])
         if step % args.eval_every == 0:
             print(f"policy: seed {seed} step {step}: " + ", ".join(
-                f"{n.split(' ')[0]} {curves[n]['acc'][-1]:.3f}" for n in order), flush=True)
+                f"{n.split(' ')[0]} {curves[n]['acc'][-1]:.3f}" for n in order if step <= method_steps(n, args)),
+                flush=True)
     return curves
 
 
@@ -107,12 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--prompts", type=int, default=64, help="prompts per step (B)")
+    ap.add_argument("--n1-steps", type=int, default=0, help="steps of the single-rollout methods (REINFORCE++, "
+                    "BASIS) when longer than --steps: for the wall-clock target; equal-step numbers use --steps")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sft-steps", type=int, default=Setting.sft_steps)
     ap.add_argument("--max-operand", type=int, default=Setting.max_operand)
     ap.add_argument("--set", action="append", help="extra config override for every method")
+    ap.add_argument("--basis-set", action="append", metavar="KEY=VALUE",
+                    help="BASIS estimator parameter, e.g. offline_subset=0.25 (repeatable)")
+    ap.add_argument("--name", default="policy_compare", help="results file name")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.quick:
@@ -128,11 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     policy0, tokenizer, task = initial_policy(setting)
     basis_state = offline_stage(setting, args, policy0, tokenizer, task)
-    runs = {seed: run_seed(setting, seed, args, policy0, tokenizer, task, basis_state) for seed in seeds}
+    runs = {}
+    raw = Path("runs/bench-policy") / f"{args.name}-raw.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        runs[seed] = run_seed(setting, seed, args, policy0, tokenizer, task, basis_state)
+        raw.write_text(json.dumps({str(k): v for k, v in runs.items()}))  # kept if a later seed fails
     seconds = time.perf_counter() - t_start
     payload, md = summarise(runs, seeds, args, setting, basis_state["offline"], seconds)
-    plots(runs, Path(args.out))
-    path = write_results("policy_compare", payload, md, Path(args.out))
+    plots(runs, Path(args.out), args.name)
+    path = write_results(args.name, payload, md, Path(args.out))
     print(md)
     print(f"written: {path}")
     return 0
@@ -143,64 +169,71 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
 
     rows, per_seed, checks = [], [], []
     for name in METHODS:
-        finals = [runs[s][name]["acc"][-1] for s in seeds]
+        finals = [at_step(runs[s][name], args.steps) for s in seeds]
         walls = [runs[s][name]["wall"][-1] for s in seeds]
         step_t = [statistics.median(runs[s][name]["step_time"]) for s in seeds]
-        rows.append({"method": name, "final exact acc (mean)": f"{np.mean(finals):.4f}",
+        rows.append({"method": name, f"exact acc @{args.steps} (mean)": f"{np.mean(finals):.4f}",
                      "sd": f"{np.std(finals):.4f}", "gain over pi_0": f"{np.mean(finals) - runs[seeds[0]][name]['acc'][0]:.4f}",
-                     "median step (s)": f"{np.mean(step_t):.3f}", "wall total (s)": f"{np.mean(walls):.0f}",
+                     "median step (s)": f"{np.mean(step_t):.3f}", "steps run": method_steps(name, args),
+                     "acc at last step": f"{np.mean([runs[s][name]['acc'][-1] for s in seeds]):.4f}",
+                     "wall total (s)": f"{np.mean(walls):.0f}",
                      "rollouts total": int(np.mean([runs[s][name]["rollouts"][-1] for s in seeds]))})
     for s in seeds:
         r = runs[s]
         acc0 = r[GRPO]["acc"][0]
-        gain = r[GRPO]["acc"][-1] - acc0
+        gain = at_step(r[GRPO], args.steps) - acc0
         target = acc0 + 0.9 * gain
         t_basis = time_to(r[BASIS], target) if gain > 0 else None
         t_grpo90 = time_to(r[GRPO], target) if gain > 0 else None
         grpo_wall = r[GRPO]["wall"][-1]
         step_ratio = statistics.median(r[BASIS]["step_time"]) / statistics.median(r[GRPO]["step_time"])
-        per_seed.append({"seed": s, "pi_0": f"{acc0:.4f}", **{n: f"{r[n]['acc'][-1]:.4f}" for n in METHODS}})
+        b_eq, r_eq = at_step(r[BASIS], args.steps), at_step(r[RPP], args.steps)
+        per_seed.append({"seed": s, "pi_0": f"{acc0:.4f}", **{n: f"{at_step(r[n], args.steps):.4f}" for n in METHODS}})
         checks.append({
-            "seed": s, "BASIS >= RPP (final)": bool(r[BASIS]["acc"][-1] >= r[RPP]["acc"][-1]),
-            "BASIS - RPP": f"{r[BASIS]['acc'][-1] - r[RPP]['acc'][-1]:+.4f}",
+            "seed": s, "BASIS >= RPP (equal steps)": bool(b_eq >= r_eq), "BASIS - RPP": f"{b_eq - r_eq:+.4f}",
             "GRPO-8 gain": f"{gain:.4f}",
-            "BASIS gain / GRPO-8 gain (equal steps)": f"{(r[BASIS]['acc'][-1] - acc0) / gain:.3f}" if gain > 0 else "n/a",
+            "BASIS gain / GRPO-8 gain (equal steps)": f"{(b_eq - acc0) / gain:.3f}" if gain > 0 else "n/a",
             "BASIS time to 90% GRPO gain incl. offline (s)": "never" if t_basis is None else f"{t_basis:.0f}",
             "GRPO-8 time to 90% (s)": "never" if t_grpo90 is None else f"{t_grpo90:.0f}",
             "GRPO-8 total wall (s)": f"{grpo_wall:.0f}",
             "BASIS <= 0.5 x GRPO-8 wall": bool(t_basis is not None and t_basis <= 0.5 * grpo_wall),
             "per-step time BASIS/GRPO-8": f"{step_ratio:.3f}"})
-    wins = sum(c["BASIS >= RPP (final)"] for c in checks)
+    wins = sum(c["BASIS >= RPP (equal steps)"] for c in checks)
     fast = sum(c["BASIS <= 0.5 x GRPO-8 wall"] for c in checks)
     cmd = "rollwise bench policy" + (" --quick" if args.quick else "") + \
         (f" --seeds {args.seeds}" if not args.quick and args.seeds != "0,1,2" else "") + \
         (f" --steps {args.steps}" if not args.quick and args.steps != 300 else "") + \
+        (f" --prompts {args.prompts}" if not args.quick and args.prompts != 64 else "") + \
+        (f" --n1-steps {args.n1_steps}" if args.n1_steps > args.steps else "") + \
+        (f" --eval-every {args.eval_every}" if not args.quick and args.eval_every != 20 else "") + \
         (f" --lr {args.lr:g}" if args.lr != 1e-4 else "") + \
-        "".join(f" --set {s}" for s in args.set or [])
+        "".join(f" --set {s}" for s in args.set or []) + "".join(f" --basis-set {s}" for s in args.basis_set or []) + \
+        (f" --name {args.name}" if args.name != "policy_compare" else "")
     md = [
         "# Policy optimisation on ADD-3: BASIS vs REINFORCE++, RLOO, GRPO, Dr.GRPO", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min in all on a shared 2-core CPU, {args.threads} torch thread; "
         "wall-clock is inflated by other users' jobs and only comparable inside this run).", "",
         f"ADD-3 operands in [0, {setting.max_operand}], pi_0 = tiny model after {setting.sft_steps} SFT steps; "
-        f"{args.steps} steps of {args.prompts} prompts, AdamW lr {args.lr:g}, PPO-clip 0.2, one epoch, no KL; "
+        f"{args.steps} steps of {args.prompts} prompts (single-rollout methods: {max(args.n1_steps, args.steps)} "
+        f"steps), AdamW lr {args.lr:g}, PPO-clip 0.2, one epoch, no KL; "
         f"seeds {args.seeds}. Accuracy = exact expected accuracy on {setting.n_test} held-out prompts.",
         f"BASIS offline stage (counted in its wall-clock and rollouts): {int(offline['rollouts'])} rollouts in "
         f"{offline['seconds']:.0f} s.", "",
         "## Summary (mean over seeds)", "", markdown_table(rows), "",
         "## Final accuracy per seed", "", markdown_table(per_seed), "",
         "## Targets", "",
-        f"- BASIS final accuracy >= REINFORCE++'s in at least 2 of 3 seeds: {wins} of {len(seeds)}.",
+        f"- BASIS accuracy >= REINFORCE++'s at step {args.steps} in at least 2 of 3 seeds: {wins} of {len(seeds)}.",
         f"- BASIS reaches 90% of GRPO-8's gain within half of GRPO-8's wall-clock (offline included): "
         f"{fast} of {len(seeds)} seeds.", "", markdown_table(checks), "",
-        "![accuracy vs steps](policy_compare_steps.png) ![accuracy vs wall-clock](policy_compare_wall.png) "
-        "![accuracy vs rollouts](policy_compare_rollouts.png)", ""]
+        f"![accuracy vs steps]({args.name}_steps.png) ![accuracy vs wall-clock]({args.name}_wall.png) "
+        f"![accuracy vs rollouts]({args.name}_rollouts.png)", ""]
     payload = {"command": cmd, "setting": setting.__dict__, "args": vars(args), "offline": offline,
                "runs": {str(s): runs[s] for s in seeds}, "summary": rows, "targets": checks,
                "basis_beats_rpp_seeds": wins, "basis_fast_seeds": fast, "seconds": seconds}
     return payload, "\n".join(md)
 
 
-def plots(runs, out: Path) -> None:
+def plots(runs, out: Path, name: str) -> None:
     from rollwise.report import line_plot
 
     seeds = list(runs)
@@ -211,7 +244,7 @@ def plots(runs, out: Path) -> None:
             xs = np.mean([runs[s][name][key] for s in seeds], axis=0)
             ys = np.mean([runs[s][name]["acc"] for s in seeds], axis=0)
             series[name] = (xs.tolist(), ys.tolist())
-        line_plot(out / f"policy_compare_{'steps' if key == 'step' else key}.png", series, label,
+        line_plot(out / f"{name}_{'steps' if key == 'step' else key}.png", series, label,
                   "exact expected test accuracy", title=f"ADD-3, mean over {len(seeds)} seed(s)")
 
 

@@ -43,6 +43,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "BASIS no EB shrink": {"eb_shrink": False},
     "BASIS + kernel (pi0 features)": {"kernel": "rbf"},
     "BASIS + kernel (policy features)": {"kernel": "rbf", "features": "policy"},
+    "BASIS + kernel (policy features, h = 0.3 median)": {"kernel": "rbf", "features": "policy",
+                                                          "bandwidth_scale": 0.3},
+    "BASIS + kernel (pi0 features, h = 0.3 median, kappa 0.5)": {"kernel": "rbf", "bandwidth_scale": 0.3,
+                                                                 "kappa": 0.5},
     "BASIS 25% offline + probe": {"offline_subset": 0.25},
 }
 MAIN = "BASIS logit-affine K=8"
@@ -103,19 +107,21 @@ def make_variants(prior: dict[str, Any]) -> dict[str, Any]:
 
 
 def shadow_run(setting: Setting, seed: int, checkpoints: list[int], prior: dict[str, Any], policy, tokenizer,
-               task) -> dict[int, Path]:
+               task, lr: float = 1e-4) -> dict[int, Path]:
     """Train REINFORCE++ from pi_0, feeding every batch to the BASIS variants; cache policy + states."""
     import torch
 
     from rollwise.rlvr.models import prompt_features, save_policy
     from rollwise.rlvr.trainer import Trainer
 
-    root = CACHE / f"rpp-{setting.tag()}-seed{seed}"
+    root = CACHE / f"rpp-{setting.tag()}-seed{seed}" if lr == 1e-4 else CACHE / f"rpp-{setting.tag()}-lr{lr:g}-seed{seed}"
     paths = {c: root / f"step-{c:04d}" for c in checkpoints}
     if all((p / "shadow.pt").exists() for p in paths.values()):
-        return paths
+        states = torch.load(paths[checkpoints[0]] / "shadow.pt", weights_only=False)
+        if set(states) == set(VARIANTS):
+            return paths
     cfg = config(setting, "reinforce_pp", [f"train.seed={seed}", f"train.steps={max(checkpoints)}",
-                                           f"run.output_dir={root}"])
+                                           f"train.lr={lr}", f"run.output_dir={root}"])
     trainer = Trainer(cfg, copy_of(policy), tokenizer, task)
     shadows = make_variants(prior)
     t0 = time.perf_counter()
@@ -199,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=100, help="R random batches per checkpoint")
     ap.add_argument("--batch-size", type=int, default=64, help="B prompts per batch")
     ap.add_argument("--checkpoints", default="100,300", help="REINFORCE++ steps scored besides pi_0")
+    ap.add_argument("--lr", type=float, default=1e-4, help="learning rate of the REINFORCE++ run (spec: 1e-4)")
+    ap.add_argument("--name", default="value_mse", help="results file name (value_mse.{json,md,png})")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sft-steps", type=int, default=Setting.sft_steps)
     ap.add_argument("--max-operand", type=int, default=Setting.max_operand)
@@ -225,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[int, dict[str, list[float]]] = {}
     mean_v: dict[int, list[float]] = {}
     for seed in seeds:
-        paths = shadow_run(setting, seed, checkpoints, prior, policy0, tokenizer, task)
+        paths = shadow_run(setting, seed, checkpoints, prior, policy0, tokenizer, task, args.lr)
         for c in [0, *checkpoints]:
             shadows = make_variants(prior)
             if c == 0:
@@ -250,10 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     names = [RPP, "leave-one-out batch mean", "prior only (calib=none)", MAIN, "BASIS + kernel (pi0 features)",
              "group mean k=4", "group mean k=8", "group mean k=16"]
     xs = [0, *checkpoints]
-    line_plot(out / "value_mse.png", {n: (xs, [float(np.mean(results[c][n])) for c in xs]) for n in names},
+    line_plot(out / f"{args.name}.png", {n: (xs, [float(np.mean(results[c][n])) for c in xs]) for n in names},
               "REINFORCE++ training step of the checkpoint", "MSE vs exact V(x)",
               title=f"Value-estimation MSE on ADD-3 (B={args.batch_size})", logy=True)
-    path = write_results("value_mse", payload, md, out)
+    path = write_results(args.name, payload, md, out)
     print(md)
     print(f"written: {path}")
     return 0
@@ -283,12 +291,14 @@ def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, secon
                        "<= 0.5 (spec M2)": bool(basis / rpp <= 0.5), "BASIS < group-4": bool(basis < g4),
                        "BASIS < group-8": bool(basis < g8), "BASIS/group-8": f"{basis / g8:.3f}"})
     cmd = "rollwise bench value-mse" + (" --quick" if args.quick else "") + \
-        (f" --seeds {args.seeds}" if args.seeds != "0" else "")
+        (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (f" --lr {args.lr:g}" if args.lr != 1e-4 else "") + \
+        (f" --checkpoints {args.checkpoints}" if not args.quick and args.checkpoints != "100,300" else "") + \
+        (f" --name {args.name}" if args.name != "value_mse" else "")
     md = [
         "# Value-estimation MSE on ADD-3 (exact V(x))", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a shared 2-core CPU, {args.threads} torch thread).", "",
         f"Task: ADD-3 with operands in [0, {setting.max_operand}], {setting.n_train} training prompts; pi_0 = tiny "
-        f"model after {setting.sft_steps} SFT steps. Checkpoints: pi_0 and REINFORCE++ (B=64, lr 1e-4, n=1) after "
+        f"model after {setting.sft_steps} SFT steps. Checkpoints: pi_0 and REINFORCE++ (B=64, lr {args.lr:g}, n=1) after "
         f"{', '.join(map(str, checkpoints))} steps; seeds {args.seeds}; {args.batches} batches of "
         f"{args.batch_size} prompts per checkpoint and seed. MSE ± standard error over batches.",
         f"BASIS offline stage: {int(offline['rollouts'])} rollouts of pi_0 ({int(offline['prompts'])} prompts x 16) "
@@ -298,7 +308,7 @@ def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, secon
         "Notes: REINFORCE++ = the batch mean of the single-rollout rewards (the implicit baseline of global "
         "whitening, sequence-weighted); the token-weighted reading and the raw reward are logged too. "
         "Group means and RLOO draw Bernoulli(V) rewards, the exact law of fresh rollouts on ADD-3. "
-        "![value MSE](value_mse.png)", ""]
+        f"![value MSE]({args.name}.png)", ""]
     payload = {"command": cmd, "setting": setting.__dict__, "checkpoints": xs, "seeds": seeds,
                "batches": args.batches, "batch_size": args.batch_size, "offline": offline,
                "mean_v": {c: float(np.mean(v)) for c, v in mean_v.items()}, "mse": payload_rows,

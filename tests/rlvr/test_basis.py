@@ -291,8 +291,8 @@ def test_p0_basis_steps_raise_exact_accuracy(tmp_path):
     from rollwise.rlvr.trainer import Trainer
 
     cfg = resolve_config(algorithm="basis", overrides=[
-        "task.params.max_operand=99", "sft.steps=P0_SFT", "sft.lr=2e-3", "rollout.max_new_tokens=6",
-        "train.steps=50", "train.prompts_per_step=32", "train.lr=P0_LR", "train.eval_every=0",
+        "task.params.max_operand=99", "sft.steps=800", "sft.lr=2e-3", "rollout.max_new_tokens=6",
+        "train.steps=50", "train.prompts_per_step=32", "train.lr=1e-4", "train.eval_every=0",
         "train.checkpoint_every=0", f"run.output_dir={tmp_path}"])
     task = make_task(cfg.task.name, **cfg.task.params)
     policy, tok = build_policy(cfg, task)

@@ -156,13 +156,14 @@ class CrossFit:
 
 def cross_fit_baseline(l0: Tensor, rewards: Tensor, fold: Tensor, prior: Tensor, lam: tuple[float, float],
                        calib: str = "logit_affine", iters: int = 20, features: Tensor | None = None,
-                       bandwidth: float = 0.0, kappa: float = 2.0) -> CrossFit:
+                       bandwidth: float = 0.0, kappa: float = 2.0, bandwidth_scale: float = 1.0) -> CrossFit:
     """BASIS baselines b_i for a batch of single rollouts (spec 2.2 C and S, 2.5).
 
     For prompt i in fold k: b_i = sigma(a^(-k) + b^(-k) l0_i) with (a, b)^(-k) fitted on the other folds.
     With ``features`` (B, d) the kernel channel adds sum_{j not in k} w_ij e_j / (sum w_ij + kappa),
     e_j = r_j - sigma(a^(-k) + b^(-k) l0_j): the residuals use fold k's own out-of-fold fit, so b_i stays
-    independent of r_i (the spec's "out of fold" residuals, made exact). ``bandwidth`` 0 = median heuristic.
+    independent of r_i (the spec's "out of fold" residuals, made exact). ``bandwidth`` 0 = median heuristic
+    times ``bandwidth_scale``.
 
     Args: l0 (B,), rewards (B,), fold (B,) long in [0, K). Returns a :class:`CrossFit`.
     """
@@ -176,7 +177,7 @@ def cross_fit_baseline(l0: Tensor, rewards: Tensor, fold: Tensor, prior: Tensor,
     if features is None:
         return CrossFit(calibrated, calibrated, params, 0.0)
     f = features.to(torch.float64)
-    h = bandwidth if bandwidth > 0 else median_bandwidth(f)
+    h = bandwidth if bandwidth > 0 else bandwidth_scale * median_bandwidth(f)
     w = torch.exp(-torch.cdist(f, f).square() / (2 * h * h)) * outside[fold]  # (B, B), j outside fold(i)
     resid = r[None, :] - fitted[fold]  # (B, B): e_j under fold(i)'s fit
     raw = calibrated + (w * resid).sum(1) / (w.sum(1) + kappa)
@@ -201,6 +202,7 @@ class BasisParams:
     features: str = field(default="pi0", metadata={"help": "kernel/probe features: pi0 (frozen, computed "
                                                            "once) | policy (current policy, kernel only)"})
     bandwidth: float = field(default=0.0, metadata={"help": "RBF bandwidth h; 0 = median heuristic per batch"})
+    bandwidth_scale: float = field(default=1.0, metadata={"help": "multiplies the median-heuristic bandwidth"})
     kappa: float = field(default=2.0, metadata={"help": "shrinkage of the kernel correction"})
     eps_p: float = field(default=1e-3, metadata={"help": "clip of p_0 before the logit"})
     whiten: bool = field(default=True, metadata={"help": "REINFORCE++ global whitening of r - b"})
@@ -218,8 +220,10 @@ class BasisParams:
             raise ConfigError(f"basis: offline_subset={self.offline_subset} must be in (0, 1]")
         if self.lambda_a <= 0 or self.lambda_b <= 0:
             raise ConfigError("basis: lambda_a and lambda_b must be > 0 (they keep the Newton system definite)")
-        if self.kappa < 0 or self.bandwidth < 0 or not 0 < self.eps_p < 0.5 or self.newton_iters < 1:
-            raise ConfigError("basis: need kappa >= 0, bandwidth >= 0, 0 < eps_p < 0.5, newton_iters >= 1")
+        if self.kappa < 0 or self.bandwidth < 0 or self.bandwidth_scale <= 0 or not 0 < self.eps_p < 0.5 \
+                or self.newton_iters < 1:
+            raise ConfigError("basis: need kappa >= 0, bandwidth >= 0, bandwidth_scale > 0, 0 < eps_p < 0.5, "
+                              "newton_iters >= 1")
 
 
 @register_estimator("basis")
@@ -357,7 +361,7 @@ class Basis(AdvantageEstimator):
         gen = torch.Generator().manual_seed(int(np.random.default_rng([p.seed, self.steps, 9]).integers(0, 2**62)))
         fold = fold_assignment(len(prompts), p.folds, gen)
         fit = cross_fit_baseline(l0, rewards, fold, self.calibration, self.lam, p.calib, p.newton_iters,
-                                 features, p.bandwidth, p.kappa)
+                                 features, p.bandwidth, p.kappa, p.bandwidth_scale)
         r = as_float(rewards).to(torch.float64)
         self.metrics = {"basis/baseline_mean": float(fit.baseline.mean()),
                         "basis/mse_proxy": float((r - fit.baseline).square().mean()),
