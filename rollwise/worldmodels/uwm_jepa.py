@@ -34,7 +34,7 @@ class UWMConfig:
     proj_out: int = 8  # g_φ output dimension [inferred]
     h_init_std: float = 0.05  # std of the raw H0/H1 parameters (U(a) starts near I) [inferred]
     g_init_std: float = 0.1  # std of the raw measurement generators G_o [proto]
-    cap_measurement: bool = True  # rescale G_o to ‖G_o‖_F ≤ 1 (weak-measurement bound) [proto]
+    measurement_bound: float | None = 1.0  # cap the 64 raw reals of G_o at this L2 norm (so ‖G_o‖_F ≤ √2·bound); None = no cap [proto]
     feature_scale: float = 8.0  # readout d_sys·(ρ_S − I/d_sys): the states are nearly maximally mixed [inferred]
     dtype: torch.dtype = torch.complex64  # complex128 for invariant tests
 
@@ -73,8 +73,8 @@ class UWMJepa(nn.Module):
         """K(o) ⊗ I_E for every token, MASK last (identity): (n_tokens + 1, D, D); K(o) = exp(G_o) > 0."""
         cfg = self.cfg
         g = self.g_obs
-        if cfg.cap_measurement:
-            g = g / g.norm(dim=-1, keepdim=True).clamp_min(1.0)
+        if cfg.measurement_bound is not None:
+            g = g * (cfg.measurement_bound / g.norm(dim=-1, keepdim=True).clamp_min(cfg.measurement_bound))
         k_sys = torch.linalg.matrix_exp(density.hermitian(g, cfg.d_sys).to(cfg.dtype))
         k_sys = torch.cat([k_sys, torch.eye(cfg.d_sys, dtype=cfg.dtype)[None]], 0)
         eye_env = torch.eye(cfg.d_env, dtype=cfg.dtype)

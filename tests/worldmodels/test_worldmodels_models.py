@@ -20,7 +20,7 @@ def batch(n: int = 32, seed: int = 0) -> spring.Windows:
 @torch.no_grad()
 def test_encoder_output_is_a_density_matrix():
     torch.manual_seed(0)
-    m = UWMJepa(UWMConfig(g_init_std=0.5, h_init_std=0.3, cap_measurement=False))
+    m = UWMJepa(UWMConfig(g_init_std=0.5, h_init_std=0.3, measurement_bound=None))
     w = batch()
     rho = m.encode(to_long(w.tokens), to_long(w.actions))
     assert rho.dtype == torch.complex64 and rho.shape == (32, 16, 16)
@@ -66,6 +66,20 @@ def test_actions_change_the_prediction():
     a = m.rollout(rho, torch.tensor([[0, 0]]))
     b = m.rollout(rho, torch.tensor([[4, 4]]))
     assert (a - b).abs().max() > 1e-4
+
+
+def test_measurement_bound_caps_the_generator():
+    torch.manual_seed(4)
+    m = UWMJepa(UWMConfig(g_init_std=1.0, measurement_bound=0.5, dtype=torch.complex128))
+    k = m.measurement_operators().detach()[:-1].reshape(16, 8, 2, 8, 2)[:, :, 0, :, 0]
+    g_norm = torch.linalg.eigvalsh(k).log().norm(dim=-1)  # K = exp(G): ‖G‖_F = ‖log λ(K)‖
+    # the raw 64-vector is capped at 0.5; off-diagonal reals appear twice in G, so ‖G‖_F ∈ [0.5, 0.5·√2]
+    assert g_norm.max() <= 0.5 * 2**0.5 + 1e-9
+    assert g_norm.min() >= 0.5 - 1e-9  # entries ~N(0, 1): every generator was above the bound
+    with torch.no_grad():
+        m.g_obs.mul_(1e-3)  # below the bound: untouched
+    k = m.measurement_operators().detach()[:-1].reshape(16, 8, 2, 8, 2)[:, :, 0, :, 0]
+    assert torch.linalg.eigvalsh(k).log().norm(dim=-1).max() < 0.01
 
 
 def test_uwm_parameter_count():
