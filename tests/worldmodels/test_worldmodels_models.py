@@ -79,7 +79,8 @@ def test_measurement_bound_caps_the_generator():
     with torch.no_grad():
         m.g_obs.mul_(1e-3)  # below the bound: untouched
     k = m.measurement_operators().detach()[:-1].reshape(16, 8, 2, 8, 2)[:, :, 0, :, 0]
-    assert torch.linalg.eigvalsh(k).log().norm(dim=-1).max() < 0.01
+    expected = torch.linalg.norm(density.hermitian(m.g_obs.detach().double(), 8), dim=(-2, -1))
+    torch.testing.assert_close(torch.linalg.eigvalsh(k).log().norm(dim=-1), expected)
 
 
 def test_uwm_parameter_count():
