@@ -32,7 +32,7 @@ SETUP = [
     "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.num_heads=4",
     "model.tiny.intermediate_size=256", "sft.batch_size=128", "sft.lr=3e-3", "sft.examples=20000",
     "rollout.max_new_tokens=6", "rollout.n=8", "rollout.temperature=1.0", "rollout.top_p=1.0",
-    "train.prompts_per_step=32", "train.lr=1e-3", "train.eval_every=0", "train.checkpoint_every=0",
+    "train.prompts_per_step=32", "train.eval_every=0", "train.checkpoint_every=0",
     "run.report=false", "algorithm.loss.dual_clip_c=3.0",
 ]
 METHODS: dict[str, list[str]] = {
@@ -65,7 +65,7 @@ def make_trainer_class():
     return DiagnosedTrainer
 
 
-def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, threads: int
+def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, threads: int, lr: float
              ) -> dict[str, Any]:
     """Warm start once, then train every method from a copy; returns curves and final metrics per method."""
     from rollwise.rlvr.commands import build_policy
@@ -75,7 +75,7 @@ def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, 
     from rollwise.runlog import seed_everything
 
     base = [*SETUP, f"sft.steps={sft_steps}", f"train.steps={steps}", f"train.seed={seed}",
-            f"model.init_seed={seed}", f"run.threads={threads}"]
+            f"model.init_seed={seed}", f"run.threads={threads}", f"train.lr={lr}"]
     cfg = resolve_config(overrides=[*base, *METHODS["GRPO"], f"run.output_dir={out / f'seed{seed}-warm'}"])
     task = make_task(cfg.task.name, **cfg.task.params)
     seed_everything(seed)
@@ -83,7 +83,9 @@ def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, 
     warm, tok = build_policy(cfg, task)
     sft_s = time.perf_counter() - t0
     ev0 = evaluate_diversity(warm, tok, task, cfg, n=64, seed=10_000 + seed)
-    result: dict[str, Any] = {"warm_start": ev0, "sft_seconds": sft_s, "methods": {}}
+    ev0_train = evaluate_diversity(warm, tok, task, cfg, n=64, seed=20_000 + seed, split="train")
+    result: dict[str, Any] = {"warm_start": ev0, "warm_start_train_targets": ev0_train, "sft_seconds": sft_s,
+                              "methods": {}}
     trainer_cls = make_trainer_class()
     for name, over in METHODS.items():
         mcfg = resolve_config(overrides=[*base, *over, f"run.output_dir={out / f'seed{seed}-{_slug(name)}'}"])
@@ -98,8 +100,10 @@ def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, 
             if step % eval_every == 0 or step == steps:
                 ev = evaluate_diversity(trainer.policy, tok, task, mcfg, n=64, seed=10_000 + seed + step)
                 curve.append({"step": step, **ev})
-        result["methods"][name] = {"final": curve[-1], "curve": curve, "train": train_log,
-                                   "seconds": time.perf_counter() - t0}
+        seconds = time.perf_counter() - t0
+        on_train = evaluate_diversity(trainer.policy, tok, task, mcfg, n=64, seed=20_000 + seed, split="train")
+        result["methods"][name] = {"final": curve[-1], "curve": curve, "train": train_log, "seconds": seconds,
+                                   "final_train_targets": on_train}
         print(f"seed {seed} {name}: " + ", ".join(f"{k} {curve[-1][k]:.3f}" for k in FINAL_KEYS), flush=True)
     return result
 
@@ -113,10 +117,13 @@ def _mean(xs: list[float]) -> float:
     return statistics.fmean(xs) if xs else float("nan")
 
 
-def summarise(seeds: dict[int, dict[str, Any]]) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Mean final metrics per method, and the acceptance rows (ucpo.md 3.2) with per-seed sign counts."""
+def summarise(seeds: dict[int, dict[str, Any]], final: str = "final"
+              ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """Mean final metrics per method, and the acceptance rows (ucpo.md 3.2) with per-seed sign counts.
+
+    ``final`` picks the evaluation: ``"final"`` (held-out targets) or ``"final_train_targets"``."""
     methods = list(METHODS)
-    means = {m: {k: _mean([s["methods"][m]["final"][k] for s in seeds.values()]) for k in FINAL_KEYS}
+    means = {m: {k: _mean([s["methods"][m][final][k] for s in seeds.values()]) for k in FINAL_KEYS}
              for m in methods}
     for m in methods:
         means[m]["mean_Hq_norm_train"] = _mean([_mean([r["ucpo/Hq_norm"] for r in s["methods"][m]["train"]])
@@ -127,7 +134,7 @@ def summarise(seeds: dict[int, dict[str, Any]]) -> tuple[dict[str, dict[str, flo
         u = means[m]
 
         def seeds_ok(pred, m: str = m) -> str:
-            ok = sum(bool(pred(s["methods"][m]["final"], s["methods"]["GRPO"]["final"])) for s in seeds.values())
+            ok = sum(bool(pred(s["methods"][m][final], s["methods"]["GRPO"][final])) for s in seeds.values())
             return f"{ok}/{len(seeds)}"
 
         checks = [
@@ -192,15 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rollwise bench diversity")
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 RL steps, short warm start")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; quick: 0)")
-    ap.add_argument("--steps", type=int, default=None, help="RL steps per method (default 200; quick 40)")
-    ap.add_argument("--sft-steps", type=int, default=None, help="warm-start steps (default 300; quick 150)")
+    ap.add_argument("--steps", type=int, default=None, help="RL steps per method (default 150; quick 40)")
+    ap.add_argument("--sft-steps", type=int, default=None, help="warm-start steps (default 400; quick 150)")
+    ap.add_argument("--lr", type=float, default=3e-4, help="RL learning rate (AdamW)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="folder for json/md/plots (default benchmarks/results)")
     ap.add_argument("--runs", default="runs/bench-diversity", help="scratch folder of the training runs")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
-    steps = args.steps or (40 if args.quick else 200)
-    sft_steps = args.sft_steps or (150 if args.quick else 300)
+    steps = args.steps or (40 if args.quick else 150)
+    sft_steps = args.sft_steps or (150 if args.quick else 400)
     eval_every = max(1, steps // (4 if args.quick else 8))
     out = Path(args.out) if args.out else RESULTS
     name = "diversity_quick" if args.quick else "diversity"
@@ -213,19 +221,22 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     t_all = time.perf_counter()
     bandit, bandit_rows, bandit_checks = bandit_section([0, 1, 2])
-    per_seed = {s: run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads) for s in seeds}
+    per_seed = {s: run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads, args.lr) for s in seeds}
     means, acceptance = summarise(per_seed)
+    means_tr, acceptance_tr = summarise(per_seed, "final_train_targets")
     figures = plot_curves(per_seed, out, name)
     wall = time.perf_counter() - t_all
     command = "rollwise bench diversity" + (" --quick" if args.quick else "") + \
         (f" --seeds {args.seeds}" if args.seeds else "") + (f" --steps {args.steps}" if args.steps else "") + \
-        (f" --sft-steps {args.sft_steps}" if args.sft_steps else "")
+        (f" --sft-steps {args.sft_steps}" if args.sft_steps else "") + (f" --lr {args.lr:g}" if args.lr != 3e-4 else "")
     warm = {k: _mean([s["warm_start"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
     table = [{"method": "warm start (SFT)", **warm}] + [{"method": m, **v} for m, v in means.items()]
+    warm_tr = {k: _mean([s["warm_start_train_targets"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
+    table_tr = [{"method": "warm start (SFT)", **warm_tr}] + [{"method": m, **v} for m, v in means_tr.items()]
     md = [
         "# Diversity among correct answers: GRPO vs UCPO (ucpo.md 3.2)", "",
         f"Command: `{command}`  ", f"Seeds {seeds}; {steps} RL steps per method; warm start {sft_steps} SFT steps; "
-        f"wall {wall / 60:.1f} min on a shared 2-core CPU (contended: about 8 jobs on 2 cores, so times are "
+        f"RL lr {args.lr:g}; wall {wall / 60:.1f} min on a shared 2-core CPU (contended: about 8 jobs on 2 cores, so times are "
         "inflated 5-10x).", "",
         "## Tabular bandit (K=60, C=15, G=8, 16 groups/step, lr 0.1, 600 steps, seeds 0-2)", "",
         markdown_table(bandit_rows), "", *[f"- {c}" for c in bandit_checks], "",
@@ -235,12 +246,16 @@ def main(argv: list[str] | None = None) -> int:
         "exact_pass@1 = mean pi(C|x); equation_ratio = distinct canonical forms / correct samples; "
         "mean_Hq_norm_train = mean over steps of H(q)/log|S| in training groups with |S| >= 2):", "",
         markdown_table(table), "", "### Acceptance (ucpo.md 3.2; seeds = seeds where the comparison holds)", "",
-        markdown_table(acceptance), "", "### Paper (not comparable in scale: 1.5B/7B models, AIME24 etc.)", "",
+        markdown_table(acceptance), "",
+        "### Secondary: the same metrics on the training targets (in-distribution), final step", "",
+        markdown_table(table_tr), "", markdown_table(acceptance_tr), "", "### Paper (not comparable in scale: 1.5B/7B models, AIME24 etc.)", "",
         markdown_table([{"claim": k, "paper": v} for k, v in PAPER.items()]), "",
         "Plots: " + ", ".join(f"![{f}]({f})" for f in figures), "",
     ]
     payload = {"command": command, "seeds": seeds, "steps": steps, "sft_steps": sft_steps, "setup": SETUP,
-               "bandit": bandit, "means": means, "warm_start": warm, "acceptance": acceptance,
+               "lr": args.lr, "bandit": bandit, "means": means, "warm_start": warm, "acceptance": acceptance,
+               "means_train_targets": means_tr, "warm_start_train_targets": warm_tr,
+               "acceptance_train_targets": acceptance_tr,
                "per_seed": {str(k): v for k, v in per_seed.items()}, "wall_seconds": wall, "figures": figures}
     path = write_results(name, payload, "\n".join(md) + "\n", out)
     print("\n".join(md))

@@ -240,11 +240,12 @@ def exact_conditional_entropy(model: PreTrainedModel, tokenizer: PreTrainedToken
 
 def evaluate_diversity(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any, cfg: Any,
                        n: int = 64, ks: Sequence[int] = (1, 4, 16, 64), seed: int = 0,
-                       max_prompts: int | None = None, canonical: Callable[[str], str] | None = None
-                       ) -> dict[str, float]:
-    """Diversity evaluation on the held-out targets of a task with an enumerable correct set (MakeN).
+                       max_prompts: int | None = None, canonical: Callable[[str], str] | None = None,
+                       split: str = "test") -> dict[str, float]:
+    """Diversity evaluation on the held-out (``split="test"``) or training targets of a task with an
+    enumerable correct set (MakeN).
 
-    Samples ``n`` completions per test prompt (``sample_and_score``) and returns, averaged over prompts:
+    Samples ``n`` completions per prompt (``sample_and_score``) and returns, averaged over prompts:
     ``pass@k`` (unbiased) for each k, ``distinct_correct@n``, ``equation_ratio`` (``equation_distinct_ratio``
     over prompts with a correct sample), and exactly (``exact_conditional_entropy``, needs
     ``task.correct_set(target)`` and top_p 1): ``exact_pass@1`` = mean pi(C|x), ``h_norm`` = mean normalised
@@ -255,7 +256,7 @@ def evaluate_diversity(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     bad = [k for k in ks if not 1 <= k <= n]
     if bad:
         raise ValueError(f"evaluate_diversity: every k must be in [1, n={n}]; got {bad}")
-    examples = task.examples("test")[:max_prompts]
+    examples = task.examples(split)[:max_prompts]
     batch, rewards, _ = sample_and_score(policy, tokenizer, task, cfg, examples, n, seed)
     completions: list[list[str]] = [[] for _ in examples]
     correct: list[list[bool]] = [[] for _ in examples]
