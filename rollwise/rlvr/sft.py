@@ -41,7 +41,7 @@ def supervised_warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update(info=f"nll {losses[-1]:.3f}")
     model.eval()
     return losses

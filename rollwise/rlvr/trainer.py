@@ -36,7 +36,7 @@ from rollwise.rlvr.losses import LossConfig, kl_penalty, policy_loss
 from rollwise.rlvr.models import prompt_features, sequence_logprobs
 from rollwise.rlvr.rewards import RewardRunner
 from rollwise.rlvr.run_config import RLVRConfig
-from rollwise.rlvr.tasks import Example, Task
+from rollwise.rlvr.tasks import Example, Task, collate_columns
 from rollwise.runlog import PhaseTimer, RunLog, progress_bar
 
 
@@ -106,10 +106,7 @@ class Trainer:
         with self.timer("generate"):
             batch = self.engine.generate([e.prompt for e in examples], cfg.rollout, step_seed(cfg.train.seed, step, 1))
         self.rollouts_generated += batch.size
-        columns: dict[str, list[Any]] = {"answer": [examples[g].answer for g in batch.group_ids.tolist()]}
-        for key in {k for e in examples for k in e.columns}:
-            columns[key] = [examples[g].columns.get(key) for g in batch.group_ids.tolist()]
-        batch.columns = columns
+        batch.columns = columns = collate_columns([examples[g] for g in batch.group_ids.tolist()])
         with self.timer("reward"):
             rewards, self._reward_metrics = self.rewards(batch.prompts, batch.completions,
                                                          batch.truncated.tolist(), columns)
@@ -169,7 +166,7 @@ class Trainer:
         loss, metrics = policy_loss(logprobs, mb.old_logprobs, mb.advantages, token_mask, self.loss_cfg,
                                     ref_logprobs=mb.ref_logprobs, entropy=entropy, is_weights=mb.is_weights)
         (loss * scale).backward()
-        return {**metrics, "loss": float(loss)}
+        return {**metrics, "loss": float(loss.detach())}
 
     # ----------------------------------------------------------------------------------- loop
     def train_step(self, step: int) -> dict[str, Any]:
@@ -221,9 +218,7 @@ class Trainer:
         sampling.n = 1
         batch = self.engine.generate([e.prompt for e in self.test_pool], sampling, step_seed(self.cfg.train.seed, 0, 3))
         rewards, _ = self.rewards(batch.prompts, batch.completions, batch.truncated.tolist(),
-                                  {"answer": [e.answer for e in self.test_pool],
-                                   **{k: [e.columns.get(k) for e in self.test_pool]
-                                      for k in {k for e in self.test_pool for k in e.columns}}})
+                                  collate_columns(self.test_pool))
         return {"eval/accuracy": float((rewards >= 1.0 - 1e-6).float().mean()), "eval/reward": float(rewards.mean())}
 
     def state(self) -> dict[str, Any]:
