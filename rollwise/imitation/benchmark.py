@@ -58,7 +58,7 @@ def loglog_slope(ns: Sequence[int], errors: Sequence[float]) -> float:
 
 
 def bias_check(mdp: TabularMDP, n_draws: int = 300, n_replays: int = 300, n_d1: int = 2, n_d2: int = 2,
-               d2_contains_d1: bool = False, seeds: Sequence[int] = (0,)) -> dict[str, np.ndarray]:
+               d2_contains_d1: bool = False, seeds: Sequence[int] = (0,), prefix: bool = True) -> dict[str, np.ndarray]:
     """Average the unnormalised RE estimate over independent D2 draws (spec §C1, A-RE-2).
 
     For each seed, D1 (``n_d1`` demos) is drawn once and ``n_draws`` draws each take ``n_d2`` fresh
@@ -67,7 +67,8 @@ def bias_check(mdp: TabularMDP, n_draws: int = 300, n_replays: int = 300, n_d1: 
     estimates of M replays each is one replay estimate of R*M replays, and the mean of R residuals
     over equal-size D2s is the residual over their union. The result is averaged over seeds.
     Returns per-step "tv" (H,) of the average to rho^E, its per-step "mass" (H,), and "mass_se" (H,),
-    the standard error of the residual mass (the dominant noise).
+    the standard error of the residual mass (the dominant noise). ``prefix=False`` checks the
+    per-state variant (ReplayConfig.prefix_weighting=False).
     """
     expert = optimal_policy(mdp)
     rho_e = occupancy(mdp, expert)
@@ -80,10 +81,9 @@ def bias_check(mdp: TabularMDP, n_draws: int = 300, n_replays: int = 300, n_d1: 
         s2, a2 = sample_demos(sim, expert, n_d2 * n_draws)
         if d2_contains_d1:
             s2, a2 = np.concatenate([np.tile(s1, (n_draws, 1)), s2]), np.concatenate([np.tile(a1, (n_draws, 1)), a2])
-        rho = (replay_occupancy(sim, known, mdp.n_actions, n_replays * n_draws)
-               + residual_occupancy(s2, a2, known, mdp.n_actions))
-        mean += rho / len(seeds)
-        left.append(residual_occupancy(s2, a2, known, mdp.n_actions).sum((1, 2)))
+        resid = residual_occupancy(s2, a2, known, mdp.n_actions, prefix)
+        mean += (replay_occupancy(sim, known, mdp.n_actions, n_replays * n_draws, prefix) + resid) / len(seeds)
+        left.append(resid.sum((1, 2)))
     n_d2_all = n_draws * (n_d2 + (n_d1 if d2_contains_d1 else 0))
     q = np.mean(left, axis=0)
     se = np.sqrt(q * (1 - q) / (n_d2_all * len(seeds)))

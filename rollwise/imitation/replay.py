@@ -33,6 +33,8 @@ class ReplayConfig:
     d1_fraction: float = 0.5  # share of the N demos that goes to D1 (spec: about N/2 each)
     stationary_known: bool = True  # K = states seen in D1 (True) or time-indexed (t, s) pairs (False)
     normalise: bool = True  # divide rho_t by its mass (inferred, spec §A3 step 7)
+    prefix_weighting: bool = True  # count a step only while the prefix stayed in K (theory); False:
+    # per-state membership, as the deep code's alpha(s_t) (replays go on with uniform actions off K; biased)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -89,34 +91,41 @@ def known_actions(states: np.ndarray, actions: np.ndarray, n_states: int, statio
     return known
 
 
-def replay_occupancy(sim: TabularSimulator, known: np.ndarray, n_actions: int, n_replays: int) -> np.ndarray:
+def replay_occupancy(sim: TabularSimulator, known: np.ndarray, n_actions: int, n_replays: int,
+                     prefix: bool = True) -> np.ndarray:
     """replay_t(s,a) = (1/M) sum_m 1[prefix of rollout m inside K up to t, s_t^m = s, a_t^m = a].
 
     Rolls out pi_BC (the cached action on K) M times from the start distribution, all M at once;
-    a rollout stops at its first exit from K (spec §A3 step 3). Shape (H, S, A).
+    a rollout stops at its first exit from K (spec §A3 step 3). With ``prefix=False`` rollouts go on
+    off K with uniform actions (BC's choice there) and every step with s_t in K counts. Shape (H, S, A).
     """
     H, S = known.shape
     rho = np.zeros((H, S, n_actions))
     s = sim.reset_batch(n_replays)
     for t in range(H):
         a = known[t, s]
-        alive = a >= 0
-        s, a = s[alive], a[alive]
-        if len(s) == 0:
-            break
-        np.add.at(rho[t], (s, a), 1.0 / n_replays)
+        on_k = a >= 0
+        np.add.at(rho[t], (s[on_k], a[on_k]), 1.0 / n_replays)
+        if prefix:
+            s, a = s[on_k], a[on_k]
+            if len(s) == 0:
+                break
+        else:
+            a = np.where(on_k, a, sim.rng.integers(0, n_actions, size=len(s)))
         s = sim.step_batch(s, a)
     return rho
 
 
-def residual_occupancy(states: np.ndarray, actions: np.ndarray, known: np.ndarray, n_actions: int) -> np.ndarray:
+def residual_occupancy(states: np.ndarray, actions: np.ndarray, known: np.ndarray, n_actions: int,
+                       prefix: bool = True) -> np.ndarray:
     """resid_t(s,a) = (1/|D2|) sum_{tau in D2} 1[tau left K at some step <= t, s_t = s, a_t = a].
 
-    states, actions: (N2, H) D2 demos; known: (H, S). Shape (H, S, A) (spec §A3 step 4).
+    states, actions: (N2, H) D2 demos; known: (H, S). With ``prefix=False`` a step counts when s_t is
+    off K (per-state membership). Shape (H, S, A) (spec §A3 step 4).
     """
     N, H = states.shape
     off_k = known[np.arange(H)[None, :], states] < 0  # (N, H)
-    left = np.logical_or.accumulate(off_k, axis=1)
+    left = np.logical_or.accumulate(off_k, axis=1) if prefix else off_k
     rho = np.zeros((H, known.shape[1], n_actions))
     n_idx, t_idx = np.nonzero(left)
     np.add.at(rho, (t_idx, states[n_idx, t_idx], actions[n_idx, t_idx]), 1.0 / N)
@@ -138,8 +147,8 @@ def replay_estimate(sim: TabularSimulator, states: np.ndarray, actions: np.ndarr
     S, A = sim.mdp.n_states, sim.mdp.n_actions
     d1, d2 = split_demos(len(states), cfg, rng)
     known = known_actions(states[d1], actions[d1], S, cfg.stationary_known)
-    replay = replay_occupancy(sim, known, A, cfg.n_replays)
-    residual = residual_occupancy(states[d2], actions[d2], known, A)
+    replay = replay_occupancy(sim, known, A, cfg.n_replays, cfg.prefix_weighting)
+    residual = residual_occupancy(states[d2], actions[d2], known, A, cfg.prefix_weighting)
     rho = replay + residual  # spec §A3 step 5
     if cfg.normalise:
         rho = normalise_per_step(rho, empirical_occupancy(states, actions, S, A))

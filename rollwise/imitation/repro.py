@@ -24,6 +24,7 @@ from rollwise.imitation.benchmark import (
 )
 from rollwise.imitation.deep import DeepConfig, run_deep
 from rollwise.imitation.envs import drift_chain, frozen_lake, trap_chain
+from rollwise.imitation.replay import ReplayConfig
 from rollwise.report import ReproReport, bar_plot, line_plot
 from rollwise.runlog import seed_everything, set_threads
 
@@ -142,6 +143,23 @@ def _split_section(report: ReproReport, cfg: ReproConfig, seeds: list[int]) -> N
                paper="pilot ~3 vs 0.7-1.0", passed=None, note=f"informational; {worse=}")
 
 
+def _prefix_section(report: ReproReport, cfg: ReproConfig, seeds: list[int]) -> None:
+    """Prefix (theory) vs per-state (the deep code's convention) known-set membership, tabular."""
+    ns = [n for n in cfg.estimator_ns if n in (4, 16)]
+    rows = []
+    for name, mdp in {"FrozenLake4x4": frozen_lake(), "TrapChain": trap_chain()}.items():
+        per_state = estimator_errors(mdp, ns, seeds, ReplayConfig(prefix_weighting=False))["replay"].mean(1)
+        prefix = estimator_errors(mdp, ns, seeds)["replay"].mean(1)
+        bias = {p: bias_check(mdp, seeds=seeds[: cfg.bias_seeds], prefix=p) for p in (True, False)}
+        rows.append({"env": name, **{f"TV error N={n}, prefix / per-state": f"{prefix[i]:.2f} / {per_state[i]:.2f}"
+                                      for i, n in enumerate(ns)},
+                     "unnormalised bias: max step TV, prefix / per-state":
+                         f"{bias[True]['tv'].max():.3f} / {bias[False]['tv'].max():.3f}",
+                     "min mass, prefix / per-state": f"{bias[True]['mass'].min():.3f} / {bias[False]['mass'].min():.3f}"})
+    report.tables["Prefix vs per-state membership (ReplayConfig.prefix_weighting; normalised error, "
+                  "pooled bias check)"] = rows
+
+
 def _deep_section(report: ReproReport, cfg: ReproConfig, seeds: list[int], out: Path) -> None:
     runs = [run_deep(cfg.deep, seed=s) for s in seeds[: cfg.deep_seeds]]
     keys = ("expert_return", "bc_return", "mm_return", "re_return")
@@ -184,6 +202,7 @@ def run(quick: bool = False, out_dir: str | Path = "runs/repro-replay-estimation
     _bias_section(report, cfg, seeds, out)
     _gap_section(report, cfg, seeds, out)
     _split_section(report, cfg, seeds)
+    _prefix_section(report, cfg, seeds[: cfg.estimator_seeds])
     _deep_section(report, cfg, seeds, out)
     seconds = time.perf_counter() - t0
     report.add("Repro wall-clock (s)", seconds, target="<= 900 (full)" if not quick else "",

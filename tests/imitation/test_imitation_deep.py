@@ -88,3 +88,10 @@ def test_deep_run_is_deterministic_and_weights_are_valid():
     assert a == b
     assert 0 < a["alpha_min"] <= a["alpha_max"] < 1
     assert a["weight_sum"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_deep_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="replay_member"):
+        DeepConfig(replay_member="median")
+    with pytest.raises(ValueError, match="n_d1"):
+        DeepConfig(n_demos=2, n_d1=2)

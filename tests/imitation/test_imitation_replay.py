@@ -80,3 +80,14 @@ def test_unnormalised_estimator_is_unbiased_and_the_code_split_is_not():
     np.testing.assert_allclose(good["mass"], 1.0, atol=0.02)
     bad = bias_check(mdp, n_draws=100, seeds=range(4), d2_contains_d1=True)
     assert 1 - bad["mass"].min() >= 0.03
+
+
+def test_per_state_membership_is_biased_on_trapchain():
+    """prefix_weighting=False lets replays wander off K with uniform actions: mass leaks into the trap."""
+    from rollwise.imitation.envs import trap_chain
+
+    mdp = trap_chain()
+    prefix = bias_check(mdp, n_draws=100, seeds=[0, 1])
+    per_state = bias_check(mdp, n_draws=100, seeds=[0, 1], prefix=False)
+    assert prefix["mass"].min() > 0.97
+    assert per_state["mass"].min() < 0.8
