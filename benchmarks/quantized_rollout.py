@@ -322,6 +322,9 @@ def write(out: Path, payload: dict[str, Any]) -> None:
     lines = ["# Quantized rollouts and their correction", "", f"Command: `{payload['command']}`", "",
              f"Wall-clock {payload['seconds']:.0f} s on a shared 2-core CPU ({payload['settings']['threads']} torch "
              "thread(s)); timings are inflated by other jobs, ratios are measured in the same process.", ""]
+    if payload["settings"].get("from_runs"):
+        lines += ["Training runs were made earlier by the same command without `--from-runs` (same settings); this "
+                  "summary re-reads their metrics and final checkpoints. The speed part was measured now.", ""]
     if payload["targets"]:
         lines += ["## Targets", "", markdown_table(payload["targets"]), ""]
     if payload["speed"]:
