@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "BASIS shift": {"calib": "shift"},
     "BASIS logit-affine K=8": {},
     "BASIS LOO": {"folds": 0},
+    "BASIS stronger temporal ridge (lambda 20, 100)": {"lambda_a": 20.0, "lambda_b": 100.0},
     "BASIS K=2": {"folds": 2},
     "BASIS no EB shrink": {"eb_shrink": False},
     "BASIS + kernel (pi0 features)": {"kernel": "rbf"},
@@ -52,6 +53,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
 MAIN = "BASIS logit-affine K=8"
 RPP = "REINFORCE++ batch mean"
 ORACLE = "oracle logit-affine fit on the whole pool (not an estimator: uses V)"
+ORACLE_BINS = "oracle: any function of l_0 (40 quantile bins, uses V)"
+ORACLE_KERNEL = "oracle: logit-affine + kernel regression of its residual on pi_0 features (2-fold, uses V)"
+
+
+def binned_oracle(l0: np.ndarray, v: np.ndarray, bins: int = 40) -> np.ndarray:
+    """Mean of V within quantile bins of l_0: about the best any calibration map of l_0 can do."""
+    edges = np.quantile(l0, np.linspace(0, 1, bins + 1))
+    b = np.clip(np.searchsorted(edges, l0, side="right") - 1, 0, bins - 1)
+    means = np.array([v[b == k].mean() if np.any(b == k) else v.mean() for k in range(bins)])
+    return means[b]
+
+
+def kernel_oracle(base: np.ndarray, v: np.ndarray, features, seed: int) -> np.ndarray:
+    """``base`` plus a Nadaraya-Watson fit of the residual V - base on features, cross-fitted over 2 halves."""
+    import torch
+
+    from rollwise.rlvr.advantages.basis import nadaraya_watson_probe
+
+    rng = np.random.default_rng([seed, 13])
+    half = rng.permutation(len(v)) < len(v) // 2
+    out = base.copy()
+    resid = torch.as_tensor(v - base)
+    for fit in (half, ~half):
+        fi, pi = torch.as_tensor(np.flatnonzero(fit)), torch.as_tensor(np.flatnonzero(~fit))
+        pred, _ = nadaraya_watson_probe(features[fi], resid[fi], features[pi], scales=(0.02, 0.05, 0.1, 0.2, 0.5))
+        out[~fit] = base[~fit] + pred.numpy()
+    return out
 
 
 def offline_prior(setting: Setting, policy, tokenizer, task) -> dict[str, Any]:
@@ -161,6 +189,8 @@ def score_checkpoint(policy, tokenizer, task, setting: Setting, shadows: dict[st
     one = torch.ones(1, len(pool), dtype=torch.float64)
     ab = fit_calibration(l0, torch.as_tensor(v_all), one, torch.tensor([0.0, 1.0]), (1e-6, 1e-6), iters=50)[0]
     oracle = torch.sigmoid(ab[0] + ab[1] * l0).numpy()
+    oracles = {ORACLE: oracle, ORACLE_BINS: binned_oracle(l0.numpy(), v_all),
+               ORACLE_KERNEL: kernel_oracle(oracle, v_all, next(iter(shadows.values())).features, seed)}
     rng = np.random.default_rng([seed, 11])
     idx = np.stack([rng.choice(len(pool), batch_size, replace=False) for _ in range(batches)])
     flat = [pool[i] for i in idx.ravel()]
@@ -184,7 +214,8 @@ def score_checkpoint(policy, tokenizer, task, setting: Setting, shadows: dict[st
         add(RPP, np.full_like(v, r.mean()), v)
         add("REINFORCE++ token-weighted mean", np.full_like(v, (ln * r).sum() / ln.sum()), v)
         add("leave-one-out batch mean", (r.sum() - r) / (len(r) - 1), v)
-        add(ORACLE, oracle[idx[t]], v)
+        for name, pred in oracles.items():
+            add(name, pred[idx[t]], v)
         for name, est in shadows.items():
             table = policy_feats if est.params.features == "policy" else est.features
             feats = table[torch.as_tensor(idx[t])] if est.params.kernel != "off" else None
