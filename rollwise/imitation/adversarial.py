@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rollwise.imitation.point_mass import NoisyPointMass
+from rollwise.imitation.point_mass import NoisyPointMass, rollouts
 
 
 @dataclass
@@ -128,8 +128,6 @@ def reinforce_step(policy: GaussianPolicy, opt: torch.optim.Optimizer, f: nn.Mod
     Returns the learner's (n*H, ds+da) pairs (actions clipped to [-1, 1], as the env plays them) and
     the mean true return of the episodes.
     """
-    from rollwise.imitation.point_mass import rollouts
-
     states, actions, ret = rollouts(env, lambda x: policy.act(x, rng), n, rng)
     s = torch.as_tensor(states, dtype=torch.float32)  # (n, H, ds)
     a = torch.as_tensor(actions, dtype=torch.float32)  # (n, H, da)

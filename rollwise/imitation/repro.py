@@ -39,13 +39,14 @@ class ReproConfig:
     gap_seeds: int = 12  # seeds per N for the value gap
     bias_seeds: int = 10  # D1 draws pooled in the high-power A-RE-2 check (300 D2 draws each)
     split_seeds: int = 10  # seeds per N for the split-bias pitfall on DriftChain(9, 0.3, H=20)
+    prefix_seeds: int = 10  # D1 draws pooled in the prefix vs per-state bias check
     deep_seeds: int = 3  # seeds of the deep smoke run
     deep: DeepConfig = field(default_factory=DeepConfig)  # the deep smoke run's settings
 
     @classmethod
     def quick(cls) -> ReproConfig:
         deep = DeepConfig(bc_steps=800, eval_episodes=30, adversarial=AdversarialConfig(outer_iters=12))
-        return cls(estimator_seeds=10, gap_ns=(2, 4, 8), gap_seeds=10, bias_seeds=4, split_seeds=4,
+        return cls(estimator_seeds=10, gap_ns=(2, 4, 8), gap_seeds=10, bias_seeds=4, split_seeds=4, prefix_seeds=2,
                    deep_seeds=1, deep=deep)
 
 
@@ -150,7 +151,7 @@ def _prefix_section(report: ReproReport, cfg: ReproConfig, seeds: list[int]) -> 
     for name, mdp in {"FrozenLake4x4": frozen_lake(), "TrapChain": trap_chain()}.items():
         per_state = estimator_errors(mdp, ns, seeds, ReplayConfig(prefix_weighting=False))["replay"].mean(1)
         prefix = estimator_errors(mdp, ns, seeds)["replay"].mean(1)
-        bias = {p: bias_check(mdp, seeds=seeds[: cfg.bias_seeds], prefix=p) for p in (True, False)}
+        bias = {p: bias_check(mdp, seeds=seeds[: cfg.prefix_seeds], prefix=p) for p in (True, False)}
         rows.append({"env": name, **{f"TV error N={n}, prefix / per-state": f"{prefix[i]:.2f} / {per_state[i]:.2f}"
                                       for i, n in enumerate(ns)},
                      "unnormalised bias: max step TV, prefix / per-state":
