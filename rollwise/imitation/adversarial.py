@@ -4,7 +4,8 @@ The game  min_pi max_f  E_{pi}[f(s,a)] - C(f)  is played by
 * a discriminator f(s, a) (MLP on concat(s, a), orthogonal init, scalar output) minimising
       C(f) - E_learner[f] + gp_coef * E[(||grad_x f(x~)||_2 - gp_target)^2]
   at random interpolates x~ of learner and expert pairs (target norm 0.4, as in the code), with
-  optimistic Adam at lr / k in outer iteration k (re-created every iteration);
+  optimistic Adam re-created every outer iteration (the code decays its lr as 8e-3 / k; we keep it
+  constant by default, flag ``disc_lr_decay``, see docs/replay_estimation.md);
 * a policy player maximising the per-step reward -f(s, a). The code uses SB3 SAC for ~4e5 steps; on a
   CPU budget we use REINFORCE with a per-step baseline on a Gaussian policy (reconstructed).
 C(f) is a weighted mean over target pairs: uniform expert pairs for MM, RE weights for RE (§A5).
