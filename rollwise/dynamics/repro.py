@@ -45,7 +45,7 @@ class ReproConfig:
 def quick_config() -> ReproConfig:
     """CI variant (a few minutes at most): short ITF, few windows, short fine-tuning."""
     return ReproConfig(
-        itf=ITFConfig(epochs=10, eval_every=5, n_gen=20_000, decay_epochs=300),
+        itf=ITFConfig(epochs=12, eval_every=6, n_gen=20_000, decay_epochs=300),
         finetune=FinetuneConfig(steps=60, eval_every=30, n_heldout=64, n_fit=64, n_gen=20_000,
                                 lyap_steps=3_000),
         seeds=(0,), n_curv_windows=6, n_kappa_windows=3, mode="quick")
