@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,7 +98,7 @@ def itf_updates(model: ALRNN, opt: torch.optim.Optimizer, sched: torch.optim.lr_
 
 
 def train_itf(train: np.ndarray, test: np.ndarray, seeds: list[int], model_cfg: ALRNNConfig,
-              cfg: ITFConfig, log: callable | None = None) -> list[ITFRun]:
+              cfg: ITFConfig, log: Callable[[dict], None] | None = None) -> list[ITFRun]:
     """Train one AL-RNN per seed with ITF and keep each seed's lowest-D_stsp checkpoint (spec 1.3).
 
     train, test: clean z-scored series (T, N). ``log(record)`` receives one dict per evaluation.
