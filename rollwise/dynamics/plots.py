@@ -38,11 +38,12 @@ def attractor_plot(path: str | Path, data: np.ndarray, runs: Mapping[str, np.nda
 
 
 def scatter_plot(path: str | Path, x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str,
-                 title: str = "") -> Path:
-    """A plain scatter plot saved as PNG."""
+                 title: str = "", hline: float | None = None) -> Path:
+    """A plain scatter plot saved as PNG (optional horizontal reference line)."""
     fig, ax = plt.subplots(figsize=(5.0, 3.8), dpi=110)
     ax.scatter(list(x), list(y), s=12)
-    ax.axhline(1.0, color="grey", linewidth=0.8)
+    if hline is not None:
+        ax.axhline(hline, color="grey", linewidth=0.8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

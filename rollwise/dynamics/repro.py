@@ -191,8 +191,9 @@ def _report_curvature(report: ReproReport, cfg: ReproConfig, p: ALRNNParams, sco
     report.add("mean path entropy (nats) / MAP != ITF path", f"{agg['mean_entropy']:.2f} / "
                f"{agg['frac_map_not_itf']:.2f}", note="pilot 0.96 / 0.175 (lab model), 1.26 / 0.225")
     report.figures.append(str(scatter_plot(
-        out / "curvature_vs_entropy.png", [r["entropy"] for r in rows], [r["ratio"] for r in rows],
-        "path entropy H_W (nats)", "tr I_ITF / tr I_obs", f"Per-window curvature ratio (kappa={sw.kappa})")))
+        out / "curvature_vs_entropy.png", [r["entropy"] for r in rows], [r["missing_fraction"] for r in rows],
+        "path entropy H_W (nats)", "missing fraction tr I_mis / tr I_com",
+        f"Missing information vs regime ambiguity (kappa={sw.kappa}, per window)", hline=0.0)))
 
 
 def _report_finetune(report: ReproReport, ev: FinetuneRun, ctl: FinetuneRun, out: Path) -> None:
