@@ -221,7 +221,7 @@ def _report_finetune(report: ReproReport, ev: FinetuneRun, ctl: FinetuneRun, out
     report.tables["Fine-tuning curves (held-out windows; QoIs of the deterministic free run)"] = [
         {"run": r.name, **h} for r in (ev, ctl) for h in r.history]
     for key, label in (("heldout_evidence", "held-out evidence (nats/step)"),
-                       ("heldout_entropy", "held-out path entropy (nats)"), ("d_stsp", "D_stsp (inf = diverged)"),
+                       ("heldout_entropy", "held-out path entropy (nats)"), ("d_stsp", "D_stsp (gap = diverged free run)"),
                        ("d_h", "D_H (10k)")):
         series = {r.name: ([h["step"] for h in r.history], [_finite(h[key]) for h in r.history]) for r in (ev, ctl)}
         report.figures.append(str(line_plot(out / f"finetune_{key}.png", series, "step", label,
