@@ -240,3 +240,24 @@ def test_q_learning_config_clips_phi():
     assert np.abs(shaper.learned.phi).max() == pytest.approx(0.01)
     with pytest.raises(ValueError, match="q_learning"):
         ExplorsConfig(agent="sarsa")
+
+
+def test_lirpg_all_entries_is_weighted_difference_of_discounted_visits():
+    env, g = ChainEnv(noise=0.0), 0.99
+    agent = TabularReinforce(env.n_states, env.n_actions)
+    agent.theta[:, 1] = 50.0  # deterministic "right" after the first action
+    agent._refresh()
+    sample = episode([58], [1], [1.0], [[0.5, 0.5]])
+    outcomes = set()
+    for seed in range(8):  # b ~ π_old is either 1 (same rollout: no change) or 0 (a detour)
+        lirpg = TabularLIRPG(env, lr=0.1, critic_lr=0.0, gamma=g, rng=np.random.default_rng(seed), all_entries=True)
+        lirpg.update([sample], agent)
+        visits_a = np.zeros((env.n_states, 2))
+        visits_a[58, 1], visits_a[59, 1] = 1, g
+        visits_a[60, 1] = sum(g**t for t in range(2, 40))
+        visits_b = np.zeros((env.n_states, 2))
+        visits_b[58, 0], visits_b[57, 1], visits_b[58, 1], visits_b[59, 1] = 1, g, g**2, g**3
+        visits_b[60, 1] = sum(g**t for t in range(4, 40))
+        detour = 0.1 * 0.5 * 1.0 * (visits_a - visits_b)  # lr · π_old(a|s) · (Ḡ − V̄) · (g_a − g_b) / |buffer|
+        outcomes.add("same" if np.allclose(lirpg.phi, 0.0) else "detour" if np.allclose(lirpg.phi, detour) else "bad")
+    assert outcomes == {"same", "detour"}
