@@ -62,3 +62,11 @@ def test_prediction_error_zero_for_identity_map():
     p = {"A": np.ones(M), "W": np.zeros((M, M)), "h": np.zeros(M), "L": np.zeros((1, 3))}
     x = np.ones((100, 3))
     assert prediction_error(p, x, n_pwl=1, horizon=5) == 0.0
+
+
+def test_high_dimensional_series_use_the_gmm_version():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2000, 12)), rng.normal(size=(2000, 12))
+    assert state_space_divergence(a, a) == pytest.approx(0.0, abs=1e-12)
+    near, far = state_space_divergence(a, b), state_space_divergence(a, b + 3.0)
+    assert near < far and far > 1.0
