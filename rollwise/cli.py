@@ -30,6 +30,9 @@ BENCHES: dict[str, str] = {
     "quantized-rollout": "quantized_rollout.py",
     "diversity": "diversity.py",
     "codistill": "codistill.py",
+    "explors-linek": "explors_linek.py",
+    "imitation-deep-seeds": "imitation_deep_seeds.py",
+    "tf-bayes-t2": "tfb_t2.py",
 }
 
 

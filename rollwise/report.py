@@ -154,14 +154,16 @@ def line_plot(
     bands: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]] | None = None,
     logx: bool = False,
     logy: bool = False,
+    colors: Mapping[str, str] | None = None,
 ) -> Path:
-    """Save a PNG line plot. ``series[name] = (x, y)``; ``bands[name] = (x, lo, hi)`` shades a range."""
+    """Save a PNG line plot. ``series[name] = (x, y)``; ``bands[name] = (x, lo, hi)`` shades a range;
+    ``colors[name]`` fixes a series' (and its band's) colour so a method keeps it across plots."""
+    colors = colors or {}
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for name, (x, y) in series.items():
-        ax.plot(list(x), list(y), label=name, linewidth=1.6)
+        ax.plot(list(x), list(y), label=name, linewidth=1.6, color=colors.get(name))
     for name, (x, lo, hi) in (bands or {}).items():
-        ax.fill_between(list(x), list(lo), list(hi), alpha=0.2, label=None)
-        del name
+        ax.fill_between(list(x), list(lo), list(hi), alpha=0.2, label=None, color=colors.get(name))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
