@@ -18,12 +18,16 @@ ENGINES: dict[str, str] = {
 def make_engine(name: str, policy, tokenizer, **params) -> RolloutEngine:
     """Build the engine called ``name`` around ``policy`` (a ConfigError lists the valid names)."""
     import importlib
+    import importlib.util
 
     from rollwise.config import ConfigError
 
     if name not in ENGINES:
         raise ConfigError(f"rollout.engine={name!r} is not a known engine; valid choices: {', '.join(ENGINES)}")
     module, cls = ENGINES[name].split(":")
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"rollout.engine={name!r} is planned but not implemented in this version of rollwise; "
+                          f"available now: hf, quantized")
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
