@@ -78,19 +78,20 @@ def quick_config() -> ReproConfig:
         stop_head=sb.StopHeadConfig(steps=150), workers=1)
 
 
-def _curve(name: str, roll: HardRollout, data: AFAData, budgets: int, seconds: float) -> dict[str, Any]:
+def _curve(name: str, roll: HardRollout, data: AFAData, budgets: int, seconds: float,
+           cpu_seconds: float = 0.0) -> dict[str, Any]:
     ctx = None
     if data.context_group is not None:
         ctx = float((roll.order[:, :2] == data.context_group).any(1).float().mean())
     return {"method": name, "acc": roll.accuracy.tolist(), "auc": roll.auc(budgets), "ctx_first2": ctx,
-            "seconds": seconds}
+            "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
 def _trained(tp: TrainedPolicy, env: AcquisitionEnv, data: AFAData, cfg: ReproConfig, seconds: float,
-             split: str = "test") -> tuple[dict[str, Any], HardRollout]:
+             cpu_seconds: float = 0.0) -> tuple[dict[str, Any], HardRollout]:
     assert tp.policy is not None
-    roll = hard_rollout(env, policy_chooser(tp.policy), tp.predictor, data.x[split], data.y[split], cfg.budgets)
-    return _curve(tp.name, roll, data, cfg.budgets, seconds), roll
+    roll = hard_rollout(env, policy_chooser(tp.policy), tp.predictor, data.x["test"], data.y["test"], cfg.budgets)
+    return _curve(tp.name, roll, data, cfg.budgets, seconds, cpu_seconds), roll
 
 
 def _soft_budgets(tp: TrainedPolicy, env: AcquisitionEnv, data: AFAData, f, cfg: ReproConfig,
@@ -132,10 +133,10 @@ def run_job(dataset: str, seed: int, cfg: ReproConfig) -> dict[str, Any]:
     out["pretrain_seconds"] = time.perf_counter() - t0
     out["methods"].append(_curve("random", hard_rollout(env, random_chooser(seed), f, xt, yt, cfg.budgets),
                                  data, cfg.budgets, 0.0))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     order = mutual_info_order(data, seed)
     out["methods"].append(_curve("static_mi", hard_rollout(env, static_chooser(order), f, xt, yt, cfg.budgets),
-                                 data, cfg.budgets, time.perf_counter() - t0))
+                                 data, cfg.budgets, time.perf_counter() - t0, time.process_time() - c0))
     trainers = [("gdfs", lambda: train_gdfs(data, f, mcfg)),
                 ("reinforce", lambda: train_reinforce(data, f, mcfg)),
                 ("nm_ppg", lambda: train_nm_ppg(data, f, mcfg))]
@@ -147,9 +148,9 @@ def run_job(dataset: str, seed: int, cfg: ReproConfig) -> dict[str, Any]:
     nm = None
     for i, (name, train) in enumerate(trainers):
         seed_everything(seed * 1000 + i + 1)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         tp = train()
-        row, _ = _trained(tp, env, data, cfg, time.perf_counter() - t0)
+        row, _ = _trained(tp, env, data, cfg, time.perf_counter() - t0, time.process_time() - c0)
         out["methods"].append(row)
         if name == "nm_ppg":
             nm = tp
@@ -163,8 +164,9 @@ def run_job(dataset: str, seed: int, cfg: ReproConfig) -> dict[str, Any]:
                                                           pretrain_epochs=cfg.sensitivity_pretrain_epochs))
         for i, (name, train) in enumerate([("gdfs", train_gdfs), ("nm_ppg", train_nm_ppg)]):
             seed_everything(seed * 1000 + 90 + i)
-            t0 = time.perf_counter()
-            row, _ = _trained(train(data, f2, mcfg), env, data, cfg, time.perf_counter() - t0)
+            t0, c0 = time.perf_counter(), time.process_time()
+            row, _ = _trained(train(data, f2, mcfg), env, data, cfg, time.perf_counter() - t0,
+                              time.process_time() - c0)
             row["method"] = f"{name}_pretrain{cfg.sensitivity_pretrain_epochs}"
             out["methods"].append(row)
     if dataset in cfg.soft_budget_datasets and nm is not None:
@@ -207,9 +209,9 @@ def summarise(results: list[dict[str, Any]], cfg: ReproConfig, report: ReproRepo
                  "acc@8 nm_ppg": round(next(m["acc"][cfg.budgets] for m in r["methods"] if m["method"] == "nm_ppg"), 3)}
                 for r in results]
     report.tables["AUC per seed"] = per_seed
-    report.tables["Training seconds per method (1 torch thread, shared host)"] = [
-        {"data": d, **{m: round(_mean(_by(results, d, m, "seconds")), 1) for m in methods if m not in
-                       ("random",)}} for d in cfg.datasets]
+    report.tables["Training CPU seconds per method (1 torch thread)"] = [
+        {"data": d, **{m: round(_mean(v), 1) for m in methods if m != "random"
+                       if (v := _by(results, d, m, "cpu_seconds"))}} for d in cfg.datasets]
     for d in cfg.datasets:
         xs = list(range(cfg.budgets + 1))
         series = {m: (xs, [_mean([c[b] for c in _by(results, d, m, "acc")]) for b in xs])
@@ -257,10 +259,11 @@ def _acceptance_cube_nm(results: list[dict[str, Any]], cfg: ReproConfig, report:
                         "spec pilot [X]: 1.17 vs 0.20")
     report.add("AC7 random on CUBE-NM, AUC", _mean(rnd), target="in [0.12, 0.25]",
                passed=0.12 <= _mean(rnd) <= 0.25, note="spec pilot [X]: 0.18-0.19")
-    secs = _by(results, "cube_nm", "nm_ppg", "seconds") + _by(results, "cube_nm", "gdfs", "seconds") + \
-        _by(results, "cube_nm", "reinforce", "seconds")
-    report.add("AC8 slowest method x seed training on CUBE-NM, 1 thread (s)", max(secs), target="< 120",
-               passed=max(secs) < 120, note="shared, loaded host: timings inflated by contention")
+    trio = ("nm_ppg", "gdfs", "reinforce")
+    cpu = [c for m in trio for c in _by(results, "cube_nm", m, "cpu_seconds")]
+    wall = [c for m in trio for c in _by(results, "cube_nm", m, "seconds")]
+    report.add("AC8 slowest method x seed training on CUBE-NM, 1 thread (CPU s)", max(cpu), target="< 120",
+               passed=max(cpu) < 120, note=f"wall-clock {max(wall):.0f} s on the shared host (contention)")
     k = cfg.sensitivity_pretrain_epochs
     for m in ("nm_ppg_myopic", "nm_ppg_soft_fwd", f"gdfs_pretrain{k}", f"nm_ppg_pretrain{k}"):
         v = _by(results, "cube_nm", m, "auc")
