@@ -62,7 +62,13 @@ def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
     (run_dir / "config.toml").write_text(to_toml(to_dict(cfg)))
     task = make_task(cfg.task.name, **cfg.task.params)
     policy, tokenizer = build_policy(cfg, task, run_dir / "warm_start", resume=resume)
-    trainer = Trainer(cfg, policy, tokenizer, task)
+    if cfg.codistill.enabled:  # CoDistill-GRPO: a second, large model trained on the small one's rollouts
+        from rollwise.rlvr.codistill import CoDistillTrainer, build_large_policy
+
+        large, _ = build_large_policy(cfg, task, run_dir / "warm_start_large", resume=resume)
+        trainer = CoDistillTrainer(cfg, policy, tokenizer, task, large)
+    else:
+        trainer = Trainer(cfg, policy, tokenizer, task)
     final = trainer.fit(resume=resume)
     summary: dict[str, Any] = {"run_dir": str(run_dir), **final}
     if cfg.run.report:

@@ -6,6 +6,7 @@ file (``--config``) or a dotted override (``--set train.steps=50``).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -93,6 +94,27 @@ class RunSection:
     report: bool = True  # write the Markdown report with plots at the end
 
 
+# ---- CoDistill-GRPO (docs/codistill.md, specs/codistill.md) -------------------------------------------------
+@dataclass
+class CoDistillSection:
+    enabled: bool = False  # train a large model alongside on the small (= model.*) model's rollouts
+    large: ModelSection = field(default_factory=lambda: ModelSection(tiny=TinyModelConfig(
+        hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)))  # the large model (same tokenizer)
+    large_sft_steps: int = -1  # SFT steps of the large model's warm start (-1 = sft.steps)
+    large_lr: float = 0.0  # AdamW learning rate of the large model (0 = train.lr)
+    m: int = 16  # rollouts generated per prompt by the small model (spec 1.4; unverified, maybe 14)
+    g: int = 8  # rollouts kept per prompt for both updates (spec 1.4, RESD reading of Table 4)
+    alpha: float = 1.0  # weight of the KD reward in r~ = r + alpha * r_KD (spec 1.2; 1 main, 2 ablation)
+    kd_adv_norm: Literal["mean", "mean_std"] = "mean_std"  # small model's A~ normalisation (inferred)
+    large_adv_norm: Literal["mean", "mean_std"] = "mean_std"  # large model's A^ on verifier reward (inferred)
+    downsample: Literal["maxvar", "random", "none"] = "maxvar"  # M -> G rule (maxvar = PODS, inferred)
+    large_is_mode: Literal["ppo_clip", "truncated"] = "truncated"  # cross-model IS (ppo_clip = paper)
+    is_clip_c: float = 2.0  # truncation bound c of the truncated weights min(w, c)
+    hint_tokens: int = 0  # tokens of the large model's hint prefix (paper T = 50; 0 = off)
+    hint_epochs: int = 1  # epochs (passes over the train prompts) that use hints (paper: first only)
+    mask_hints_small: bool = True  # leave hint tokens out of the small model's loss (inferred)
+
+
 @dataclass
 class RLVRConfig:
     model: ModelSection = field(default_factory=ModelSection)
@@ -102,6 +124,7 @@ class RLVRConfig:
     algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
     train: TrainSection = field(default_factory=TrainSection)
     run: RunSection = field(default_factory=RunSection)
+    codistill: CoDistillSection = field(default_factory=CoDistillSection)  # CoDistill-GRPO (off by default)
 
     def validate(self) -> None:
         """Cross-field checks; each error names the keys involved and what would be right."""
@@ -118,6 +141,11 @@ class RLVRConfig:
 
         make_estimator(self.algorithm.estimator, **self.algorithm.estimator_params).validate(self.rollout.n)
         make_task(self.task.name, **self.task.params)
+        cd = self.codistill  # CoDistill-GRPO checks
+        if cd.enabled and not 2 <= cd.g <= cd.m:
+            raise ConfigError(f"codistill.g={cd.g} and codistill.m={cd.m} need 2 <= g <= m")
+        if cd.enabled and cd.is_clip_c <= 0:
+            raise ConfigError(f"codistill.is_clip_c={cd.is_clip_c} must be > 0")
 
 
 def _positive(cfg: RLVRConfig, keys: list[str]) -> None:
@@ -141,6 +169,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # UCPO (ucpo.md 1.3/1.5): the authors' iq estimator, tau 0.2, alpha 0, PPO dual-clip 3, 8 rollouts per prompt
     "ucpo": {"algorithm": {"estimator": "ucpo", "estimator_params": {"tau": 0.2},
                            "loss": {"dual_clip_c": 3.0, "agg_mode": "token-mean"}}, "rollout": {"n": 8}},
+    # CoDistill-GRPO (docs/codistill.md): small model (model.*) + large model (codistill.large), M=16 -> G=8,
+    # alpha 1, seq-mean-token-mean as spec 1.2; the small model is the tiny 1-layer d=32 transformer
+    "codistill": {"algorithm": {"estimator": "grpo", "loss": {"agg_mode": "seq-mean-token-mean"}},
+                  "rollout": {"n": 8},
+                  "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
+                  "codistill": {"enabled": True, "m": 16, "g": 8, "alpha": 1.0}},
 }
 
 
@@ -151,7 +185,7 @@ def resolve_config(config_file: str | None = None, overrides: list[str] | None =
     if algorithm:
         if algorithm not in PRESETS:
             raise ConfigError(f"--algorithm {algorithm!r} is not a preset; valid choices: {', '.join(PRESETS)}")
-        data = merge(data, PRESETS[algorithm])
+        data = merge(data, copy.deepcopy(PRESETS[algorithm]))  # overrides must not mutate the preset
     if config_file:
         data = merge(data, load_toml(config_file))
     data = apply_overrides(data, list(overrides or []))

@@ -1,0 +1,313 @@
+"""CoDistill-GRPO (Kwon et al. 2026, arXiv 2605.08873; specs/codistill.md): a small and a large model trained
+together, and only the small model generates full rollouts.
+
+One step (spec 1.6), reusing the stages of :class:`~rollwise.rlvr.trainer.Trainer`::
+
+    batch    = small.rollout(step)  with n = M              # (optional large-model hint prefix, epoch 1)
+    lp_large = large.logprob(batch)                          # no grad
+    r~       = r + alpha * r_KD,  r_KD = mean_t(lp_large - lp_small_old)        (spec 1.2)
+    keep     = max-variance downsampling of r~, M -> G per prompt                (spec 1.4, inferred rule)
+    A~       = group_norm(r~[keep]);  A^ = group_norm(r[keep])                   (spec 1.2 / 1.3)
+    small.update(A~)  (PPO-clip, hint tokens masked)
+    large.update(A^)  with the cross-model ratio pi_theta / pi_phi_old:
+        ppo_clip  : PPO-clip on w = pi_theta / pi_phi_old (paper)
+        truncated : detached min(w, c) x A^ x grad log pi_theta (spec's fallback)
+
+Shapes: B rollouts, T padded response length. The large model is a second :class:`Trainer` whose ``update``
+stage is reused; its engine generates only hint prefixes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rollwise.rlvr.advantages.group import grpo_advantages
+from rollwise.rlvr.batch import RolloutBatch
+from rollwise.rlvr.engines.base import RolloutEngine, SamplingConfig
+from rollwise.rlvr.engines.hf import response_mask_from_ids
+from rollwise.rlvr.losses import LOG_RATIO_BOUND
+from rollwise.rlvr.models import encode_prompts, sequence_logprobs
+from rollwise.rlvr.run_config import RLVRConfig
+from rollwise.rlvr.tasks import Task
+from rollwise.rlvr.trainer import Trainer, step_seed
+
+# ----------------------------------------------------------------------------------- pure functions
+
+
+def kd_reward(lp_large: Tensor, lp_small_old: Tensor, mask: Tensor) -> Tensor:
+    """Length-normalised KD log-ratio reward (spec 1.2), one number per sequence.
+
+    r_KD_i = (1/N_i) sum_t [log pi_theta(o_it) - log pi_phi_old(o_it)] over the tokens in ``mask``.
+
+    Args:
+        lp_large, lp_small_old: (B, T) log-probs of the sampled tokens (treated as constants).
+        mask: (B, T) 1 on the tokens that count (the response; hint tokens included).
+
+    Returns:
+        (B,) rewards; 0 for an empty row.
+    """
+    m = mask.to(lp_large.dtype)
+    diff = (lp_large.detach() - lp_small_old.detach()) * m
+    return diff.sum(-1) / m.sum(-1).clamp_min(1.0)
+
+
+def effective_reward(rewards: Tensor, lp_large: Tensor, lp_small_old: Tensor, mask: Tensor,
+                     alpha: float) -> Tensor:
+    """r~ = r + alpha * r_KD (spec 1.2); (B,)."""
+    return rewards.to(lp_large.dtype) + alpha * kd_reward(lp_large, lp_small_old, mask)
+
+
+def maxvar_downsample(values: Tensor, g: int) -> Tensor:
+    """Indices of the size-``g`` subset of ``values`` (M,) with the largest variance (PODS, arXiv 2504.13818).
+
+    The optimum is always "the j largest plus the g - j smallest" for some j, so sort once and scan j = 0..g.
+    Returns sorted indices (g,). Ties are broken by the stable sort (lowest index first).
+    """
+    m = values.numel()
+    if not 1 <= g <= m:
+        raise ValueError(f"maxvar_downsample: need 1 <= g={g} <= M={m}")
+    order = torch.sort(values.double(), stable=True).indices
+    best, best_var = None, -math.inf
+    for j in range(g + 1):
+        idx = torch.cat([order[: g - j], order[m - j:]]) if j else order[:g]
+        var = float(values.double()[idx].var(unbiased=False))
+        if var > best_var + 1e-12:
+            best, best_var = idx, var
+    return torch.sort(best).values
+
+
+def brute_force_maxvar(values: Tensor, g: int) -> float:
+    """Largest population variance over every size-``g`` subset (the reference for tests; M <= 12)."""
+    v = values.double()
+    return max(float(v[list(c)].var(unbiased=False)) for c in itertools.combinations(range(v.numel()), g))
+
+
+def downsample_groups(values: Tensor, group_ids: Tensor, g: int, rule: str, seed: int) -> Tensor:
+    """Indices (B',) of the rollouts kept per group: ``maxvar``, ``random`` (uniform, no replacement) or
+    ``none`` (keep all). Groups keep their order."""
+    if rule == "none":
+        return torch.arange(values.numel())
+    gen = torch.Generator().manual_seed(seed)
+    keep = []
+    for gid in torch.unique(group_ids).tolist():
+        idx = (group_ids == gid).nonzero().squeeze(-1)
+        if rule == "maxvar":
+            keep.append(idx[maxvar_downsample(values[idx], min(g, idx.numel()))])
+        elif rule == "random":
+            keep.append(torch.sort(idx[torch.randperm(idx.numel(), generator=gen)[:g]]).values)
+        else:
+            raise ValueError(f"unknown downsample rule {rule!r}; valid: maxvar, random, none")
+    return torch.cat(keep)
+
+
+def cross_model_targets(lp_large_old: Tensor, lp_small_old: Tensor, hint_mask: Tensor | None, mode: str,
+                        c: float) -> tuple[Tensor, Tensor | None]:
+    """``old_logprobs`` and ``is_weights`` (both (B, T)) that turn the PPO-clip loss into the large model's loss.
+
+    - ``ppo_clip`` (paper, spec 1.3): old = log pi_phi_old, so the PPO ratio is w = pi_theta / pi_phi_old;
+      on hint tokens old = log pi_theta_old (they were sampled by the large model: on-policy).
+    - ``truncated`` (spec fallback): old = log pi_theta_old (ratio 1 at the first epoch, so the gradient is
+      grad log pi_theta) and a detached weight min(w_old, c) with w_old = pi_theta_old / pi_phi_old;
+      weight 1 on hint tokens.
+    """
+    hint = torch.zeros_like(lp_large_old, dtype=torch.bool) if hint_mask is None else hint_mask.bool()
+    if mode == "ppo_clip":
+        return torch.where(hint, lp_large_old, lp_small_old).detach(), None
+    if mode == "truncated":
+        log_w = (lp_large_old - lp_small_old).clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND)
+        w = torch.where(hint, torch.ones_like(log_w), log_w.exp().clamp(max=c))
+        return lp_large_old.detach(), w.detach()
+    raise ValueError(f"unknown large_is_mode {mode!r}; valid: ppo_clip, truncated")
+
+
+# ----------------------------------------------------------------------------------- hint prefixes
+
+
+class HintedEngine(RolloutEngine):
+    """The small model's engine; while ``active``, the large model first writes ``hint_tokens`` tokens per
+    prompt (spec 1.5) and the small model continues. The returned batch's responses are hint + continuation
+    and ``extras["hint_mask"]`` (B, T) marks the hint tokens. Hints are re-tokenised as text (exact for the
+    character tokenizer). ``large_tokens`` counts every token the large model generated."""
+
+    def __init__(self, small: RolloutEngine, large: RolloutEngine, tokenizer: PreTrainedTokenizerBase,
+                 hint_tokens: int) -> None:
+        self.small, self.large, self.tokenizer, self.hint_tokens = small, large, tokenizer, hint_tokens
+        self.active = False
+        self.large_tokens = 0
+
+    def sync_weights(self, policy: torch.nn.Module) -> None:
+        self.small.sync_weights(policy)
+
+    def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int) -> RolloutBatch:
+        if not self.active or self.hint_tokens <= 0:
+            batch = self.small.generate(prompts, sampling, seed)
+            batch.extras["hint_mask"] = torch.zeros_like(batch.response_mask)
+            return batch
+        hint_cfg = dataclasses.replace(sampling, n=1, max_new_tokens=self.hint_tokens)
+        hb = self.large.generate(prompts, hint_cfg, step_seed(seed % (2**62), 0, 9))
+        self.large_tokens += int(hb.response_mask.sum())
+        eos = self.tokenizer.eos_token_id
+        hints = [[t for t, m in zip(r.tolist(), mk.tolist()) if m and t != eos]
+                 for r, mk in zip(hb.response_ids, hb.response_mask)]
+        texts = [self.tokenizer.decode(h) for h in hints]
+        cont = self.small.generate([p + h for p, h in zip(prompts, texts)], sampling, seed)
+        rows, lps, hmask = [], [], []
+        for i, g in enumerate(cont.group_ids.tolist()):
+            valid = cont.response_mask[i].bool()
+            rows.append(hints[g] + cont.response_ids[i][valid].tolist())
+            lps.append([0.0] * len(hints[g]) + cont.rollout_logprobs[i][valid].tolist())
+            hmask.append([1.0] * len(hints[g]) + [0.0] * int(valid.sum()))
+        width = max(1, max(len(r) for r in rows))
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        lp, hm = torch.zeros(len(rows), width), torch.zeros(len(rows), width)
+        for i, (r, x, h) in enumerate(zip(rows, lps, hmask)):
+            ids[i, : len(r)], lp[i, : len(r)], hm[i, : len(r)] = torch.tensor(r), torch.tensor(x), torch.tensor(h)
+        mask, _ = response_mask_from_ids(ids, eos)
+        mask = mask * (torch.arange(width) < torch.tensor([len(r) for r in rows]).unsqueeze(-1))
+        expanded = [prompts[g] for g in cont.group_ids.tolist()]
+        p_ids, p_mask = encode_prompts(self.tokenizer, expanded)
+        completions = [self.tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(ids, mask)]
+        out = RolloutBatch(prompt_ids=p_ids, prompt_mask=p_mask, response_ids=ids, response_mask=mask,
+                           rollout_logprobs=lp * mask, group_ids=cont.group_ids, truncated=cont.truncated,
+                           prompts=expanded, completions=completions)
+        out.extras["hint_mask"] = hm * mask
+        return out
+
+
+# ----------------------------------------------------------------------------------- the two-model loop
+
+
+def large_config(cfg: RLVRConfig) -> RLVRConfig:
+    """The large model's run config: its model section, learning rate and output folder; GRPO with n = G."""
+    big = copy.deepcopy(cfg)
+    cd = cfg.codistill
+    big.model = copy.deepcopy(cd.large)
+    big.train.lr = cd.large_lr or cfg.train.lr
+    big.sft.steps = cfg.sft.steps if cd.large_sft_steps < 0 else cd.large_sft_steps
+    big.rollout.n = cd.g
+    big.run.output_dir = str(Path(cfg.run.output_dir) / "large")
+    big.codistill = dataclasses.replace(cd, enabled=False)
+    return big
+
+
+class CoDistillTrainer(Trainer):
+    """The small model's :class:`Trainer` (``policy``) plus a large-model :class:`Trainer` (``large``)."""
+
+    def __init__(self, cfg: RLVRConfig, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task,
+                 large_policy: PreTrainedModel) -> None:
+        small_cfg = copy.deepcopy(cfg)
+        small_cfg.rollout.n = cfg.codistill.m  # the small model generates M per prompt
+        super().__init__(small_cfg, policy, tokenizer, task)
+        self.cd = cfg.codistill
+        self.large = Trainer(large_config(cfg), large_policy, tokenizer, task)
+        self.engine = HintedEngine(self.engine, self.large.engine, tokenizer, self.cd.hint_tokens)
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_pool) / cfg.train.prompts_per_step))
+        self._t_start = time.perf_counter()  # fit() resets it; lets state() work on a bare trainer
+
+    def rollout(self, step: int) -> RolloutBatch:
+        """Small-model rollouts (M per prompt), large-model scoring, r~, downsampling M -> G."""
+        self.engine.active = self.cd.hint_tokens > 0 and step <= self.cd.hint_epochs * self.steps_per_epoch
+        large_before = self.engine.large_tokens
+        batch = super().rollout(step)
+        self._large_gen_tokens = self.engine.large_tokens - large_before
+        hint = batch.extras["hint_mask"]
+        lp_small = batch.old_logprobs
+        with self.timer("large_score"), torch.no_grad():
+            need_all = self.cd.alpha != 0 and self.cd.downsample != "none"
+            idx = torch.arange(batch.size)
+            if not need_all:  # r~ = r: downsample first, score only the kept rollouts
+                idx = downsample_groups(batch.rewards.double(), batch.group_ids, self.cd.g, self.cd.downsample,
+                                        step_seed(self.cfg.train.seed, step, 5))
+                batch = batch.select(idx)
+                hint, lp_small = batch.extras["hint_mask"], batch.old_logprobs
+            ids, mask = batch.sequences()
+            lp_large = sequence_logprobs(self.large.policy, ids, mask, batch.response_ids.shape[1],
+                                         self.cfg.rollout.temperature)[0] * batch.response_mask
+        r_eff = effective_reward(batch.rewards, lp_large, lp_small, batch.response_mask, self.cd.alpha)
+        kd = kd_reward(lp_large, lp_small, batch.response_mask * (1 - hint))
+        self._kd_all = float(-kd.mean())  # per-token KL(pi_phi || pi_theta) estimate on all generated rollouts
+        batch.extras.update(effective_reward=r_eff, lp_large=lp_large)
+        if need_all:
+            keep = downsample_groups(r_eff, batch.group_ids, self.cd.g, self.cd.downsample,
+                                     step_seed(self.cfg.train.seed, step, 5))
+            batch = batch.select(keep)
+        return batch
+
+    def compute_advantages(self, batch: RolloutBatch) -> RolloutBatch:
+        with self.timer("advantage"):
+            r_eff, hint = batch.extras["effective_reward"], batch.extras["hint_mask"]
+            batch.advantages = grpo_advantages(r_eff, batch.group_ids, batch.response_mask,
+                                               norm_by_std=self.cd.kd_adv_norm == "mean_std")
+            batch.loss_mask = (1 - hint) if self.cd.mask_hints_small else None
+            self._corr_metrics = {}
+        return batch
+
+    def large_batch(self, batch: RolloutBatch) -> RolloutBatch:
+        """The same kept rollouts with the large model's advantages, old log-probs and weights."""
+        old, weights = cross_model_targets(batch.extras["lp_large"], batch.old_logprobs, batch.extras["hint_mask"],
+                                           self.cd.large_is_mode, self.cd.is_clip_c)
+        adv = grpo_advantages(batch.rewards, batch.group_ids, batch.response_mask,
+                              norm_by_std=self.cd.large_adv_norm == "mean_std")
+        return batch.with_(old_logprobs=old, is_weights=weights, advantages=adv, loss_mask=None, ref_logprobs=None)
+
+    def train_step(self, step: int) -> dict[str, Any]:
+        rec = super().train_step(step)  # small rollout + large scoring + small update
+        self.large._step = step
+        batch = self._last_batch
+        lb = self.large_batch(batch)
+        upd = self.large.update(lb)
+        phases = self.large.timer.pop()
+        rec.update({f"large/{k}": v for k, v in upd.items()})
+        rec.update({f"time/large_{k}": v for k, v in phases.items()})
+        rec["time/step"] += sum(phases.values())
+        rec["large/generated_tokens"] = self._large_gen_tokens
+        rec["kl_small_large"] = self._kd_all
+        rec["kd_reward"] = float(-self._kd_all)
+        rec["large/ratio_clip_outside"] = float(((lb.old_logprobs - batch.extras["lp_large"]).abs()
+                                                 > math.log(1.2)).float().mean())
+        return rec
+
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        self._last_batch = batch
+        return super().update(batch)
+
+    def evaluate(self) -> dict[str, float]:
+        small = super().evaluate()
+        large = self.large.evaluate()
+        return {**small, **{k.replace("eval/", "eval_large/"): v for k, v in large.items()}}
+
+    def state(self) -> dict[str, Any]:
+        """Both models are checkpointed: the small one as the checkpoint's model folder, the large one's
+        weights and optimizer inside the trainer state."""
+        big = self.large
+        return {**super().state(), "large": {"weights": big.policy.state_dict(),
+                                             "optimizer": big.optimizer.state_dict(),
+                                             "scheduler": big.scheduler.state_dict()},
+                "large_tokens": self.engine.large_tokens}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        big = state["large"]
+        self.large.policy.load_state_dict(big["weights"])
+        self.large.optimizer.load_state_dict(big["optimizer"])
+        self.large.scheduler.load_state_dict(big["scheduler"])
+        self.large.engine.sync_weights(self.large.policy)
+        self.engine.large_tokens = state.get("large_tokens", 0)
+
+
+def build_large_policy(cfg: RLVRConfig, task: Task, warm_dir: Path | None = None, resume: bool = False):
+    """The large model's starting policy (its own model section and SFT length; same tokenizer)."""
+    from rollwise.rlvr.commands import build_policy
+
+    return build_policy(large_config(cfg), task, warm_dir, resume=resume)
+
