@@ -13,7 +13,15 @@ from rollwise.rlvr.run_config import RLVRConfig, resolve_config
 from rollwise.runlog import seed_everything, set_threads
 
 #: the built-in default job: a tiny model from scratch, warmed up, trained with RL on add3, on CPU
-DEFAULT_JOB: dict[str, Any] = {}
+#: (ADD-3 with operands below 100: 3-digit operands need far more SFT than a CPU minute buys; docs/basis.md)
+DEFAULT_JOB: dict[str, Any] = {
+    "task": {"name": "add3", "params": {"max_operand": 99, "n_train": 4096, "n_test": 512}},
+    "sft": {"steps": 800, "lr": 2e-3, "batch_size": 128},
+    "rollout": {"n": 4, "max_new_tokens": 6},
+    "algorithm": {"estimator": "grpo"},
+    "train": {"steps": 100, "prompts_per_step": 32, "lr": 3e-4, "eval_every": 20, "checkpoint_every": 25},
+    "run": {"output_dir": "runs/default", "threads": 1},
+}
 
 
 def _quiet_transformers() -> None:
