@@ -240,10 +240,10 @@ def plots(runs, out: Path, name: str) -> None:
     for key, label in (("step", "training step"), ("wall", "wall-clock (s, shared CPU)"),
                        ("rollouts", "rollouts generated (BASIS offline included)")):
         series = {}
-        for name in METHODS:
-            xs = np.mean([runs[s][name][key] for s in seeds], axis=0)
-            ys = np.mean([runs[s][name]["acc"] for s in seeds], axis=0)
-            series[name] = (xs.tolist(), ys.tolist())
+        for method in METHODS:
+            xs = np.mean([runs[s][method][key] for s in seeds], axis=0)
+            ys = np.mean([runs[s][method]["acc"] for s in seeds], axis=0)
+            series[method] = (xs.tolist(), ys.tolist())
         line_plot(out / f"{name}_{'steps' if key == 'step' else key}.png", series, label,
                   "exact expected test accuracy", title=f"ADD-3, mean over {len(seeds)} seed(s)")
 
