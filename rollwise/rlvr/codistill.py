@@ -273,8 +273,10 @@ class CoDistillTrainer(Trainer):
         rec["large/generated_tokens"] = self._large_gen_tokens
         rec["kl_small_large"] = self._kd_all
         rec["kd_reward"] = float(-self._kd_all)
-        rec["large/ratio_clip_outside"] = float(((lb.old_logprobs - batch.extras["lp_large"]).abs()
-                                                 > math.log(1.2)).float().mean())
+        m = batch.response_mask.bool()
+        log_w = (batch.extras["lp_large"] - batch.old_logprobs)[m]  # cross-model log-ratio of the kept tokens
+        rec["large/w_outside_clip_frac"] = float((log_w.abs() > math.log(1.2)).float().mean())
+        rec["large/w_above_c_frac"] = float((log_w > math.log(self.cd.is_clip_c)).float().mean())
         return rec
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
