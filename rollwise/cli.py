@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ("sft", "supervised warm start of a policy")):
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--config", "-c", help="TOML config file (default: the built-in job)")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+        sp.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                         help="dotted override, e.g. --set train.steps=50 (repeatable)")
         sp.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a checkpoint: pass@k, maj@k, exact accuracy")
     ev.add_argument("checkpoint", help="run directory or checkpoint directory")
     ev.add_argument("--config", "-c")
-    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ev.add_argument("--set", action="append", default=None, metavar="KEY=VALUE")
     ev.add_argument("--n", type=int, default=16, help="samples per prompt")
     ev.add_argument("--k", default="1,4,16", help="comma-separated k values for pass@k")
 
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if getattr(args, "set", None) is None:
+        args.set = []  # not a shared mutable default: argparse appends to the default list in place
     if args.command == "bench":
         return _cmd_bench(args, rest)
     if rest:

@@ -151,7 +151,8 @@ def evaluate_sampled(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
     Reads ``cfg.rollout`` (engine, engine_params, batch_size, temperature, top_p, max_new_tokens) and
     ``cfg.task`` (reward_timeout_s, reward_isolation). Returns ``eval/pass@k`` for each k (unbiased,
-    a sample counts as correct when its reward is >= 1), ``eval/mean_reward``, ``eval/truncated_frac``,
+    a sample counts as correct when its reward is >= 1), ``eval/mean@k``, ``eval/maj@k`` (majority vote over
+    the stripped completions, which are the answers in the built-in tasks), ``eval/mean_reward``, ``eval/truncated_frac``,
     ``eval/reward_failures`` and, for unique-answer tasks sampled with top_p = 1, ``eval/exact_accuracy``
     = mean_x V(x) (the exact value of pass@1).
     """
@@ -162,9 +163,15 @@ def evaluate_sampled(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     r = cfg.rollout
     batch, rewards, metrics = sample_and_score(policy, tokenizer, task, cfg, examples, n, seed)
     correct: list[list[bool]] = [[] for _ in examples]
-    for g, x in zip(batch.group_ids.tolist(), rewards.tolist()):
+    scores: list[list[float]] = [[] for _ in examples]
+    answers: list[list[str | None]] = [[] for _ in examples]  # the completion is the answer (None: truncated)
+    for g, x, c, t in zip(batch.group_ids.tolist(), rewards.tolist(), batch.completions, batch.truncated.tolist()):
         correct[g].append(x >= 1.0 - 1e-6)
+        scores[g].append(x)
+        answers[g].append(None if t else c.strip())
     out = {f"eval/pass@{k}": mean_pass_at_k(correct, k) for k in ks}
+    out.update({f"eval/mean@{k}": mean_at_k(scores, k) for k in ks})
+    out.update({f"eval/maj@{k}": maj_at_k(answers, [e.answer for e in examples], k) for k in ks})
     out.update({"eval/mean_reward": float(rewards.mean()), "eval/truncated_frac": float(batch.truncated.float().mean()),
                 "eval/reward_failures": metrics["reward/failures"], "eval/prompts": float(len(examples)),
                 "eval/samples_per_prompt": float(n)})

@@ -181,7 +181,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def resolve_config(config_file: str | None = None, overrides: list[str] | None = None,
                    algorithm: str | None = None, base: dict[str, Any] | None = None) -> RLVRConfig:
     """Defaults <- preset <- TOML file <- ``--set`` overrides; then validate."""
-    data: dict[str, Any] = dict(base or {})
+    data: dict[str, Any] = copy.deepcopy(base or {})  # overrides write into nested tables
     if algorithm:
         if algorithm not in PRESETS:
             raise ConfigError(f"--algorithm {algorithm!r} is not a preset; valid choices: {', '.join(PRESETS)}")
