@@ -145,6 +145,16 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join([head, sep, *body])
 
 
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out, save as PNG (creating the folder) and close a matplotlib figure; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def line_plot(
     path: str | Path,
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
@@ -175,12 +185,7 @@ def line_plot(
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def bar_plot(path: str | Path, values: Mapping[str, float], ylabel: str, title: str = "",
@@ -195,12 +200,7 @@ def bar_plot(path: str | Path, values: Mapping[str, float], ylabel: str, title: 
         ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _series(records: list[dict[str, Any]], key: str, x: str = "step") -> tuple[list[float], list[float]]:
