@@ -38,7 +38,8 @@ PIPE_GRPO = ("generate", "reward", "logprobs", "advantage", "update", "sync")
 
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     return [
-        "task.name=make_n", f"task.params.n_operands={args.operands}", f"task.params.ops={args.ops}", f"rollout.max_new_tokens={2 * args.operands}",
+        "task.name=make_n", f"task.params.n_operands={args.operands}", f"task.params.ops={args.ops}",
+        f"task.params.min_correct={args.min_correct}", f"rollout.max_new_tokens={2 * args.operands}",
         f"sft.steps={args.small_sft}", f"codistill.large_sft_steps={args.large_sft}", "sft.lr=3e-3",
         "sft.batch_size=128", "sft.examples=20000", f"train.steps={args.steps}",
         f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}", f"codistill.large_lr={args.large_lr}",
@@ -108,23 +109,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rollwise bench codistill")
     ap.add_argument("--quick", action="store_true", help="1 seed, few steps (a smoke run, not a measurement)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    ap.add_argument("--steps", type=int, default=0, help="RL steps per run (0 = 60, quick 8)")
+    ap.add_argument("--steps", type=int, default=0, help="RL steps per run (0 = 40, quick 8)")
     ap.add_argument("--prompts", type=int, default=16, help="prompts per step")
     ap.add_argument("--operands", type=int, default=3, help="MakeN operands (spec suggests 4; 3 fits the CPU)")
-    ap.add_argument("--ops", default="+-", help="MakeN operators (+- keeps the warm start affordable on CPU)")
-    ap.add_argument("--small-sft", type=int, default=60, help="SFT steps of the small model")
-    ap.add_argument("--large-sft", type=int, default=300, help="SFT steps of the large model")
+    ap.add_argument("--min-correct", type=int, default=2, help="MakeN targets need |C(N)| >= this")
+    ap.add_argument("--ops", default="+-*", help="MakeN operators")
+    ap.add_argument("--small-sft", type=int, default=100, help="SFT steps of the small model")
+    ap.add_argument("--large-sft", type=int, default=800, help="SFT steps of the large model")
     ap.add_argument("--lr", type=float, default=1e-3, help="small-model RL learning rate")
     ap.add_argument("--large-lr", type=float, default=3e-4, help="large-model RL learning rate")
     ap.add_argument("--is-mode", default="truncated", choices=["truncated", "ppo_clip"])
-    ap.add_argument("--eval-n", type=int, default=16, help="samples per test target for pass@1")
+    ap.add_argument("--eval-n", type=int, default=32, help="samples per test target for pass@1")
     ap.add_argument("--out", default="runs/bench-codistill")
     ap.add_argument("--results", default=str(RESULTS), help="folder of codistill.{json,md,png}")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick:
         seeds, args.steps = seeds[:1], args.steps or 8
-    args.steps = args.steps or 60
+    args.steps = args.steps or 40
 
     import torch
 
@@ -213,13 +215,13 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
     figs.append(line_plot(out / "codistill_kl.png", series, "RL step", "per-token KL(small || large)",
                           "KL between the models on training rollouts"))
     cmd = "rollwise bench codistill" + (" --quick" if args.quick else "") + f" --seeds {','.join(map(str, seeds))}"
-    if args.steps not in (8, 60):
+    if args.steps not in (8, 40):
         cmd += f" --steps {args.steps}"
     md = [
         "# CoDistill-GRPO benchmark (specs/codistill.md 2.2)", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a 2-core CPU shared with other jobs: wall-clock numbers "
         "are inflated and noisy).", "",
-        f"Task MakeN-{args.operands} (ops `{args.ops}`), {args.prompts} prompts/step, {args.steps} RL steps, small model d=32 1 layer, "
+        f"Task MakeN-{args.operands} (ops `{args.ops}`, |C(N)| >= {args.min_correct}), {args.prompts} prompts/step, {args.steps} RL steps, small model d=32 1 layer, "
         f"large d=128 4 layers; SFT {args.small_sft} / {args.large_sft} steps; M=16, G=8, large IS mode "
         f"`{args.is_mode}`; pass@1 from {args.eval_n} samples per held-out target at temperature 1.", "",
         "## Acceptance", "", markdown_table(checks), "", "## Means over seeds", "", markdown_table(rows), "",
