@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rollwise.report import plt  # Agg backend already selected there
+from rollwise.report import plt, save_figure  # Agg backend already selected there
 
 
 def attractor_plot(path: str | Path, data: np.ndarray, runs: Mapping[str, np.ndarray | None],
@@ -29,12 +29,7 @@ def attractor_plot(path: str | Path, data: np.ndarray, runs: Mapping[str, np.nda
     lim = 1.3 * np.abs(data).max()
     np.atleast_1d(axes)[0].set_xlim(-lim, lim)
     np.atleast_1d(axes)[0].set_ylim(-lim, lim)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def scatter_plot(path: str | Path, x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str,
@@ -49,9 +44,4 @@ def scatter_plot(path: str | Path, x: Sequence[float], y: Sequence[float], xlabe
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
