@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", help="extra config override for every method")
     ap.add_argument("--basis-set", action="append", metavar="KEY=VALUE",
                     help="BASIS estimator parameter, e.g. offline_subset=0.25 (repeatable)")
-    ap.add_argument("--name", default="policy_compare", help="results file name")
+    ap.add_argument("--name", default=None, help="results file name")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
+    args.name = args.name or ("policy_compare_quick" if args.quick else "policy_compare")  # quick never overwrites the full results
     if args.quick:
         args.seeds, args.steps, args.prompts, args.eval_every = "0", 30, 32, 10
 
@@ -208,7 +209,7 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
         (f" --eval-every {args.eval_every}" if not args.quick and args.eval_every != 20 else "") + \
         (f" --lr {args.lr:g}" if args.lr != 1e-4 else "") + \
         "".join(f" --set {s}" for s in args.set or []) + "".join(f" --basis-set {s}" for s in args.basis_set or []) + \
-        (f" --name {args.name}" if args.name != "policy_compare" else "")
+        (f" --name {args.name}" if args.name not in ("policy_compare", "policy_compare_quick") else "")
     md = [
         "# Policy optimisation on ADD-3: BASIS vs REINFORCE++, RLOO, GRPO, Dr.GRPO", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min in all on a shared 2-core CPU, {args.threads} torch thread; "

@@ -237,12 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64, help="B prompts per batch")
     ap.add_argument("--checkpoints", default="100,300", help="REINFORCE++ steps scored besides pi_0")
     ap.add_argument("--lr", type=float, default=1e-4, help="learning rate of the REINFORCE++ run (spec: 1e-4)")
-    ap.add_argument("--name", default="value_mse", help="results file name (value_mse.{json,md,png})")
+    ap.add_argument("--name", default=None, help="results file name (value_mse.{json,md,png})")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sft-steps", type=int, default=Setting.sft_steps)
     ap.add_argument("--max-operand", type=int, default=Setting.max_operand)
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
+    args.name = args.name or ("value_mse_quick" if args.quick else "value_mse")  # quick never overwrites the full results
     if args.quick:
         args.checkpoints, args.batches = "10,30", min(args.batches, 20)
 
@@ -324,7 +325,7 @@ def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, secon
     cmd = "rollwise bench value-mse" + (" --quick" if args.quick else "") + \
         (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (f" --lr {args.lr:g}" if args.lr != 1e-4 else "") + \
         (f" --checkpoints {args.checkpoints}" if not args.quick and args.checkpoints != "100,300" else "") + \
-        (f" --name {args.name}" if args.name != "value_mse" else "")
+        (f" --name {args.name}" if args.name not in ("value_mse", "value_mse_quick") else "")
     md = [
         "# Value-estimation MSE on ADD-3 (exact V(x))", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a shared 2-core CPU, {args.threads} torch thread).", "",
