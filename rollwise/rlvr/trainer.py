@@ -80,6 +80,7 @@ class Trainer:
         self.start_step = 1
         self.rollouts_generated = 0
         self.wall_offset = 0.0
+        self._t_start = time.perf_counter()
 
     # ----------------------------------------------------------------------------------- schedule
     def _lr_factor(self, step: int) -> float:
@@ -198,6 +199,7 @@ class Trainer:
             "time/step": seconds,
             "tokens_per_s": n_tokens / max(phases.get("generate", 1e-9), 1e-9),
             **self._reward_metrics, **self._corr_metrics, **upd,
+            **getattr(self.estimator, "metrics", {}),  # estimator diagnostics, e.g. basis/*
         }
         if batch.ref_logprobs is not None:
             kl = kl_penalty(batch.old_logprobs, batch.ref_logprobs, "k3")
