@@ -180,15 +180,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def resolve_config(config_file: str | None = None, overrides: list[str] | None = None,
                    algorithm: str | None = None, base: dict[str, Any] | None = None) -> RLVRConfig:
-    """Defaults <- preset <- TOML file <- ``--set`` overrides; then validate."""
-    data: dict[str, Any] = copy.deepcopy(base or {})  # overrides write into nested tables
+    """Defaults <- preset <- TOML file <- ``--set`` overrides; then validate.
+
+    ``base``'s task parameters belong to ``base``'s task: when a later layer names another task, they are
+    dropped rather than passed to a task that does not know them.
+    """
+    layers: dict[str, Any] = {}
     if algorithm:
         if algorithm not in PRESETS:
             raise ConfigError(f"--algorithm {algorithm!r} is not a preset; valid choices: {', '.join(PRESETS)}")
-        data = merge(data, copy.deepcopy(PRESETS[algorithm]))  # overrides must not mutate the preset
+        layers = merge(layers, copy.deepcopy(PRESETS[algorithm]))  # overrides must not mutate the preset
     if config_file:
-        data = merge(data, load_toml(config_file))
-    data = apply_overrides(data, list(overrides or []))
+        layers = merge(layers, load_toml(config_file))
+    layers = apply_overrides(layers, list(overrides or []))
+    data: dict[str, Any] = copy.deepcopy(base or {})
+    task_name = layers.get("task", {}).get("name") if isinstance(layers.get("task"), dict) else None
+    if task_name and task_name != data.get("task", {}).get("name", task_name):
+        data["task"].pop("params", None)
+    data = merge(data, layers)
     cfg = from_dict(RLVRConfig, data)
     cfg.validate()
     return cfg

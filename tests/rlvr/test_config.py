@@ -68,3 +68,23 @@ def test_from_dict_rejects_table_for_scalar():
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_config("/nonexistent/x.toml")
+
+
+def test_switching_task_drops_the_default_jobs_task_params():
+    from rollwise.rlvr.commands import DEFAULT_JOB
+
+    cfg = resolve_config(overrides=["task.name=make_n"], base=DEFAULT_JOB)
+    assert cfg.task.name == "make_n" and "max_operand" not in cfg.task.params
+    kept = resolve_config(overrides=["task.params.n_test=100"], base=DEFAULT_JOB)
+    assert kept.task.params == {"max_operand": 99, "n_train": 4096, "n_test": 100}
+
+
+def test_shipped_config_files_validate():
+    from pathlib import Path
+
+    from rollwise.rlvr.commands import DEFAULT_JOB
+
+    files = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
+    assert files
+    for f in files:
+        resolve_config(str(f), base=DEFAULT_JOB)
