@@ -31,6 +31,7 @@ from rollwise.rlvr.advantages import make_estimator
 from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
 from rollwise.rlvr.engines import RolloutEngine, make_engine
+from rollwise.rlvr.engines.hf import HFEngine
 from rollwise.rlvr.evaluate import exact_success_prob
 from rollwise.rlvr.losses import LossConfig, kl_penalty, policy_loss
 from rollwise.rlvr.models import prompt_features, sequence_logprobs
@@ -208,7 +209,11 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Exact expected test accuracy for unique-answer tasks; sampled accuracy otherwise."""
+        """Exact expected test accuracy for unique-answer tasks; sampled accuracy otherwise.
+
+        Both measure the trainer's full-precision policy: sampled evaluation uses an :class:`HFEngine` over
+        ``self.policy``, never the rollout engine (which may be a quantized or remote copy).
+        """
         if not self.test_pool:
             return {}
         if self.task.unique_answer:
@@ -218,7 +223,8 @@ class Trainer:
             return {"eval/exact_accuracy": float(v.mean())}
         sampling = copy.copy(self.cfg.rollout)
         sampling.n = 1
-        batch = self.engine.generate([e.prompt for e in self.test_pool], sampling, step_seed(self.cfg.train.seed, 0, 3))
+        engine = HFEngine(self.policy, self.tokenizer, batch_size=self.cfg.rollout.batch_size)
+        batch = engine.generate([e.prompt for e in self.test_pool], sampling, step_seed(self.cfg.train.seed, 0, 3))
         rewards, _ = self.rewards(batch.prompts, batch.completions, batch.truncated.tolist(),
                                   collate_columns(self.test_pool))
         return {"eval/accuracy": float((rewards >= 1.0 - 1e-6).float().mean()), "eval/reward": float(rewards.mean())}

@@ -156,3 +156,36 @@ def test_quantized_ais_training_steps_log_diagnostics_and_are_deterministic(tmp_
         for k, v in ra.items():
             if not k.startswith("time/") and k not in ("wall", "tokens_per_s"):
                 assert rb[k] == v, k
+
+
+
+def test_sampled_evaluation_measures_the_full_precision_policy(tmp_path):
+    """Evaluation samples the trainer's own policy, never the (quantized) rollout engine's copy."""
+    from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, tiny_causal_lm
+    from rollwise.rlvr.run_config import resolve_config
+    from rollwise.rlvr.tasks import make_task
+    from rollwise.rlvr.trainer import Trainer
+
+    class Refuses(QuantizedEngine):
+        def generate(self, *args, **kwargs):
+            raise AssertionError("evaluation must not sample from the rollout engine")
+
+    def evaluate(engine: str) -> dict:
+        cfg = resolve_config(base={
+            "task": {"name": "make_n", "params": {}},
+            "rollout": {"max_new_tokens": 8, "engine": engine,
+                        "engine_params": {"fmt": "int3"} if engine == "quantized" else {}},
+            "train": {"eval_prompts": 16},
+            "run": {"output_dir": str(tmp_path / engine), "threads": 1, "report": False},
+        })
+        tok = char_tokenizer()
+        policy = tiny_causal_lm(tok, TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2,
+                                                      intermediate_size=64), seed=0)
+        task = make_task(cfg.task.name, **cfg.task.params)
+        trainer = Trainer(cfg, policy, tok, task, engine=Refuses(policy, tok, fmt="int3")
+                          if engine == "quantized" else None)
+        return trainer.evaluate()
+
+    hf, quant = evaluate("hf"), evaluate("quantized")
+    assert set(hf) == {"eval/accuracy", "eval/reward"}
+    assert quant == hf
