@@ -25,25 +25,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_results  # noqa: E402
 from diversity_bandit import bandit_table  # noqa: E402
 
-#: the MakeN setting (ucpo.md 3.1, CPU-sized): digits 1-9, operators + and - (the full +-* grammar leaves a
-#: 2-core-trainable model at ~3% held-out pass@1, the regime where no method can differ, ucpo.md 3.2)
-SETUP = [
-    "task.name=make_n", "task.params.ops=+-", "task.params.sft_zipf=1.0", "task.params.min_correct=8",
-    "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.num_heads=4",
-    "model.tiny.intermediate_size=256", "sft.batch_size=128", "sft.lr=3e-3", "sft.examples=20000",
-    "rollout.max_new_tokens=6", "rollout.n=8", "rollout.temperature=1.0", "rollout.top_p=1.0",
-    "train.prompts_per_step=32", "train.eval_every=0", "train.checkpoint_every=0",
+#: the MakeN settings (ucpo.md 3.1, CPU-sized). v1: operators + - only, 8 held-out targets, 150 RL steps (the first
+#: run, kept as history in results/diversity_v1.*); v2: the redesign of docs/ucpo.md ("Benchmark design v2"),
+#: chosen from the warm start's own held-out metrics (``--warm-only``) before any GRPO-vs-UCPO comparison.
+COMMON = [
+    "task.name=make_n", "task.params.sft_zipf=1.0", "model.tiny.num_heads=4", "sft.batch_size=128",
+    "sft.lr=3e-3", "sft.examples=20000", "rollout.max_new_tokens=6", "rollout.n=8", "rollout.temperature=1.0",
+    "rollout.top_p=1.0", "train.prompts_per_step=32", "train.eval_every=0", "train.checkpoint_every=0",
     "run.report=false", "algorithm.loss.dual_clip_c=3.0",
 ]
-METHODS: dict[str, list[str]] = {
+GRPO_AND_IQ: dict[str, list[str]] = {
     "GRPO": ["algorithm.estimator=grpo"],
     "UCPO tau=0.2": ["algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.2"],
     "UCPO tau=0.5": ["algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5"],
-    # flag variant (not the authors' setting): q from the sequence log-prob. With equal-length MakeN answers
-    # the authors' per-token mean makes q ~ pi(y)^(1/6), close to uniform, so iq's weights stay near 1.
-    "UCPO tau=0.5 seq-logp": ["algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
-                              "algorithm.estimator_params.length_norm=false"],
 }
+DESIGNS: dict[str, dict[str, Any]] = {
+    "v1": {"setup": [*COMMON, "task.params.ops=+-", "task.params.min_correct=8", "model.tiny.hidden_size=64",
+                     "model.tiny.num_layers=2", "model.tiny.intermediate_size=256"],
+           "steps": 150, "sft_steps": 400,
+           # flag variant (not the authors' setting): q from the sequence log-prob. With equal-length MakeN
+           # answers the authors' per-token mean makes q ~ pi(y)^(1/6), close to uniform.
+           "methods": {**GRPO_AND_IQ, "UCPO tau=0.5 seq-logp": [
+               "algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
+               "algorithm.estimator_params.length_norm=false"]}},
+    "v2": {"setup": [*COMMON, "task.params.ops=+-", "task.params.min_correct=8", "model.tiny.hidden_size=64",
+                     "model.tiny.num_layers=2", "model.tiny.intermediate_size=256"],
+           "steps": 300, "sft_steps": 400, "methods": GRPO_AND_IQ},
+}
+SETUP: list[str] = DESIGNS["v2"]["setup"]
+METHODS: dict[str, list[str]] = DESIGNS["v2"]["methods"]
 PAPER = {"pass@64 (AIME24)": "+10 points (UCPO vs GRPO, up to)", "equation-level diversity": "+45% (up to)",
          "pass@1": "close to GRPO"}
 FINAL_KEYS = ["pass@1", "pass@4", "pass@16", "pass@64", "distinct_correct@64", "h_norm", "equation_ratio",
@@ -67,18 +77,20 @@ def make_trainer_class():
     return DiagnosedTrainer
 
 
-def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, threads: int, lr: float
-             ) -> dict[str, Any]:
-    """Warm start once, then train every method from a copy; returns curves and final metrics per method."""
+def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, threads: int, lr: float,
+             setup: list[str], methods: dict[str, list[str]], warm_only: bool = False) -> dict[str, Any]:
+    """Warm start once, then train every method from a copy; returns curves and final metrics per method.
+
+    With ``warm_only`` only the warm start is built and evaluated (the design screen: no method is trained)."""
     from rollwise.rlvr.commands import build_policy
     from rollwise.rlvr.evaluate import evaluate_diversity
     from rollwise.rlvr.run_config import resolve_config
     from rollwise.rlvr.tasks import make_task
     from rollwise.runlog import seed_everything
 
-    base = [*SETUP, f"sft.steps={sft_steps}", f"train.steps={steps}", f"train.seed={seed}",
+    base = [*setup, f"sft.steps={sft_steps}", f"train.steps={steps}", f"train.seed={seed}",
             f"model.init_seed={seed}", f"run.threads={threads}", f"train.lr={lr}"]
-    cfg = resolve_config(overrides=[*base, *METHODS["GRPO"], f"run.output_dir={out / f'seed{seed}-warm'}"])
+    cfg = resolve_config(overrides=[*base, *methods["GRPO"], f"run.output_dir={out / f'seed{seed}-warm'}"])
     task = make_task(cfg.task.name, **cfg.task.params)
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -88,8 +100,13 @@ def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, 
     ev0_train = evaluate_diversity(warm, tok, task, cfg, n=64, seed=20_000 + seed, split="train")
     result: dict[str, Any] = {"warm_start": ev0, "warm_start_train_targets": ev0_train, "sft_seconds": sft_s,
                               "methods": {}}
+    print(f"seed {seed} warm start ({sft_s:.0f} s): held-out " + ", ".join(f"{k} {ev0[k]:.3f}" for k in FINAL_KEYS)
+          + f" ({len(task.targets('test'))} targets); train targets pass@1 {ev0_train['pass@1']:.3f}, "
+          f"h_norm {ev0_train['h_norm']:.3f} ({len(task.targets('train'))} targets)", flush=True)
+    if warm_only:
+        return result
     trainer_cls = make_trainer_class()
-    for name, over in METHODS.items():
+    for name, over in methods.items():
         mcfg = resolve_config(overrides=[*base, *over, f"run.output_dir={out / f'seed{seed}-{_slug(name)}'}"])
         seed_everything(seed)
         trainer = trainer_cls(mcfg, copy.deepcopy(warm), tok, task)
@@ -124,7 +141,7 @@ def summarise(seeds: dict[int, dict[str, Any]], final: str = "final"
     """Mean final metrics per method, and the acceptance rows (ucpo.md 3.2) with per-seed sign counts.
 
     ``final`` picks the evaluation: ``"final"`` (held-out targets) or ``"final_train_targets"``."""
-    methods = list(METHODS)
+    methods = list(next(iter(seeds.values()))["methods"])
     means = {m: {k: _mean([s["methods"][m][final][k] for s in seeds.values()]) for k in FINAL_KEYS}
              for m in methods}
     for m in methods:
@@ -161,11 +178,12 @@ def summarise(seeds: dict[int, dict[str, Any]], final: str = "final"
 def plot_curves(seeds: dict[int, dict[str, Any]], out: Path, prefix: str) -> list[str]:
     from rollwise.report import line_plot
 
+    methods = list(next(iter(seeds.values()))["methods"])
     figures = []
     for key, label in (("pass@1", "pass@1 (held-out)"), ("pass@64", "pass@64 (held-out)"),
                        ("distinct_correct@64", "distinct correct in 64 samples"), ("h_norm", "exact H(pi_C)/log|C|")):
         series = {}
-        for m in METHODS:
+        for m in methods:
             curves = [s["methods"][m]["curve"] for s in seeds.values()]
             xs = [r["step"] for r in curves[0]]
             series[m] = (xs, [_mean([c[i][key] for c in curves]) for i in range(len(xs))])
@@ -173,7 +191,7 @@ def plot_curves(seeds: dict[int, dict[str, Any]], out: Path, prefix: str) -> lis
         line_plot(out / name, series, "RL step", label, title=f"MakeN held-out: {label} (mean of {len(seeds)} seeds)")
         figures.append(name)
     series = {}
-    for m in METHODS:
+    for m in methods:
         logs = [s["methods"][m]["train"] for s in seeds.values()]
         xs = [r["step"] for r in logs[0]]
         ys = [_mean([lg[i]["ucpo/Hq_norm_seq"] for lg in logs]) for i in range(len(xs))]
@@ -200,23 +218,50 @@ def bandit_section(seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any
     return {"per_seed": table, "means": means}, rows, checks
 
 
+def warm_screen(seeds: list[int], sft_steps: int, setup: list[str], methods: dict[str, list[str]],
+                args: argparse.Namespace) -> int:
+    """The design screen: warm-start metrics on held-out and training targets only, appended (one JSON line per
+    seed) to ``benchmarks/results/diversity_design_screen.jsonl``. No RL method is trained or compared."""
+    import json
+
+    out = Path(args.out) if args.out else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        t0 = time.perf_counter()
+        r = run_seed(seed, 0, sft_steps, 1, Path(args.runs), args.threads, args.lr, setup, methods, warm_only=True)
+        row = {"design": args.design, "set": args.set, "sft_steps": sft_steps, "seed": seed,
+               "seconds": time.perf_counter() - t0, "sft_seconds": r["sft_seconds"], "held_out": r["warm_start"],
+               "train_targets": r["warm_start_train_targets"]}
+        with open(out / "diversity_design_screen.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rollwise bench diversity")
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 RL steps, short warm start")
+    ap.add_argument("--design", default="v2", choices=sorted(DESIGNS), help="benchmark design (docs/ucpo.md)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra config override on top of the design (design screen only)")
+    ap.add_argument("--warm-only", action="store_true",
+                    help="only build and evaluate the warm starts (the design screen; trains no method)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; quick: 0)")
-    ap.add_argument("--steps", type=int, default=None, help="RL steps per method (default 150; quick 40)")
-    ap.add_argument("--sft-steps", type=int, default=None, help="warm-start steps (default 400; quick 150)")
+    ap.add_argument("--steps", type=int, default=None, help="RL steps per method (default: the design's; quick 40)")
+    ap.add_argument("--sft-steps", type=int, default=None,
+                    help="warm-start steps (default: the design's; quick 150)")
     ap.add_argument("--lr", type=float, default=3e-4, help="RL learning rate (AdamW)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="folder for json/md/plots (default benchmarks/results)")
     ap.add_argument("--runs", default="runs/bench-diversity", help="scratch folder of the training runs")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
-    steps = args.steps or (40 if args.quick else 150)
-    sft_steps = args.sft_steps or (150 if args.quick else 400)
+    design = DESIGNS[args.design]
+    setup, methods = [*design["setup"], *args.set], design["methods"]
+    steps = args.steps or (40 if args.quick else design["steps"])
+    sft_steps = args.sft_steps or (150 if args.quick else design["sft_steps"])
     eval_every = max(1, steps // (4 if args.quick else 8))
     out = Path(args.out) if args.out else RESULTS
-    name = "diversity_quick" if args.quick else "diversity"
+    name = "diversity" + ("" if args.design == "v2" else f"_{args.design}") + ("_quick" if args.quick else "")
 
     from rollwise.report import markdown_table
     from rollwise.rlvr.commands import _quiet_transformers
@@ -225,13 +270,17 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_transformers()
     set_threads(args.threads)
     t_all = time.perf_counter()
+    if args.warm_only:
+        return warm_screen(seeds, sft_steps, setup, methods, args)
     bandit, bandit_rows, bandit_checks = bandit_section([0, 1, 2])
-    per_seed = {s: run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads, args.lr) for s in seeds}
+    per_seed = {s: run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads, args.lr, setup, methods)
+                for s in seeds}
     means, acceptance = summarise(per_seed)
     means_tr, acceptance_tr = summarise(per_seed, "final_train_targets")
     figures = plot_curves(per_seed, out, name)
     wall = time.perf_counter() - t_all
     command = "rollwise bench diversity" + (" --quick" if args.quick else "") + \
+        (f" --design {args.design}" if args.design != "v2" else "") + "".join(f" --set {x}" for x in args.set) + \
         (f" --seeds {args.seeds}" if args.seeds else "") + (f" --steps {args.steps}" if args.steps else "") + \
         (f" --sft-steps {args.sft_steps}" if args.sft_steps else "") + (f" --lr {args.lr:g}" if args.lr != 3e-4 else "")
     warm = {k: _mean([s["warm_start"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
@@ -245,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         "inflated 5-10x).", "",
         "## Tabular bandit (K=60, C=15, G=8, 16 groups/step, lr 0.1, 600 steps, seeds 0-2)", "",
         markdown_table(bandit_rows), "", *[f"- {c}" for c in bandit_checks], "",
-        "## MakeN (digits 1-9, ops + -, 3 operands; held-out targets; 64 samples per target, temperature 1)", "",
-        "Setup: " + ", ".join(f"`{s}`" for s in SETUP), "",
+        f"## MakeN, design {args.design} (3 operands, digits 1-9; held-out targets; 64 samples per target, "
+        "temperature 1)", "",
+        "Setup: " + ", ".join(f"`{s}`" for s in setup), "",
         "Final metrics, mean over seeds (h_norm = exact H(pi_C)/log|C| over the enumerated correct set; "
         "exact_pass@1 = mean pi(C|x); equation_ratio = distinct canonical forms / correct samples; "
         "mean_Hq_norm_train = mean over steps of H(q)/log|S| in training groups with |S| >= 2, q from per-token mean "
@@ -258,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         markdown_table([{"claim": k, "paper": v} for k, v in PAPER.items()]), "",
         "Plots: " + ", ".join(f"![{f}]({f})" for f in figures), "",
     ]
-    payload = {"command": command, "seeds": seeds, "steps": steps, "sft_steps": sft_steps, "setup": SETUP,
+    payload = {"command": command, "seeds": seeds, "steps": steps, "sft_steps": sft_steps, "design": args.design,
+               "setup": setup,
                "lr": args.lr, "bandit": bandit, "means": means, "warm_start": warm, "acceptance": acceptance,
                "means_train_targets": means_tr, "warm_start_train_targets": warm_tr,
                "acceptance_train_targets": acceptance_tr,

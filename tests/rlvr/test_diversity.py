@@ -102,3 +102,18 @@ def test_ucpo_preset_trains_on_make_n_deterministically(tmp_path) -> None:
                      for r in recs])
     assert runs[0] == runs[1]
     assert len(runs[0]) == 4 and all(math.isfinite(r["loss"]) for r in runs[0][1:])
+
+
+def test_make_n_lex_ranking_is_sorted_zipf_and_default_unchanged() -> None:
+    lex = make_task("make_n", sft_rank="lex", sft_zipf=1.0)
+    n = lex.targets("train")[0]
+    cs = lex.correct_set(n)
+    dist = lex.sft_distribution(n)
+    probs = [dist[c] for c in cs]  # correct_set is sorted: rank r = position r
+    assert probs == sorted(probs, reverse=True) and probs[0] / probs[-1] == pytest.approx(len(cs))
+    assert probs[0] == pytest.approx(1.0 / sum(1.0 / r for r in range(1, len(cs) + 1)))
+    rnd = make_task("make_n", sft_zipf=1.0).sft_distribution(n)
+    assert rnd == make_task("make_n", sft_zipf=1.0, sft_rank="random").sft_distribution(n)
+    assert [rnd[c] for c in cs] != probs
+    with pytest.raises(Exception, match="sft_rank"):
+        make_task("make_n", sft_rank="alphabetical")

@@ -8,7 +8,9 @@ so the set of rewarded strings is exactly :func:`correct_set` (tested).
 
 The SFT warm start is skewed (ucpo.md 3.1): per target, C(N) is ranked by a fixed seeded permutation and
 targets are drawn with probability proportional to rank^-sft_zipf, so the starting policy is already unequal
-within the correct set (sft_zipf=0 gives uniform targets).
+within the correct set (sft_zipf=0 gives uniform targets). With ``sft_rank="lex"`` the ranking is the sorted
+order of C(N) instead (small first operand first, ``*`` before ``+`` before ``-``): one preference shared by every
+target, which a model can carry over to held-out targets (a per-target random ranking cannot be).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class MakeNParams:
     test_fraction: float = 0.2  # fraction of targets held out for testing
     prompt_template: str = "{n}="  # prompt text; {n} is the target
     sft_zipf: float = 1.0  # skew of SFT targets within C(N): p(rank r) ~ r^-sft_zipf; 0 = uniform
+    sft_rank: str = "random"  # ranking of C(N) for the skew: random (seeded per target) | lex (sorted, shared)
     seed: int = 0  # seed of the train/test split and of the SFT ranking
 
     def __post_init__(self) -> None:
@@ -122,6 +125,7 @@ class MakeNParams:
         require(self.min_correct >= 1, "min_correct", self.min_correct, "must be >= 1")
         require(0.0 < self.test_fraction < 1.0, "test_fraction", self.test_fraction, "must be in (0, 1)")
         require(self.sft_zipf >= 0.0, "sft_zipf", self.sft_zipf, "must be >= 0")
+        require(self.sft_rank in ("random", "lex"), "sft_rank", self.sft_rank, "must be 'random' or 'lex'")
         require("{n}" in self.prompt_template, "prompt_template", self.prompt_template, "must contain {n}")
 
 
@@ -181,12 +185,16 @@ class MakeN(Task):
         return [MakeNVerifier(p.n_operands, p.digits, p.ops)]
 
     def sft_distribution(self, target: int) -> dict[str, float]:
-        """The skewed SFT distribution over C(target): a seeded ranking with p(rank r) ~ r^-sft_zipf."""
+        """The skewed SFT distribution over C(target): p(rank r) ~ r^-sft_zipf, with a seeded per-target ranking
+        (``sft_rank="random"``) or the sorted order of C(target) (``"lex"``, rank 1 = ``correct_set(target)[0]``)."""
         correct = self.correct_set(target)
         if not correct:
             raise ValueError(f"make_n: target {target} has no correct expression")
-        key = 2 * target if target >= 0 else -2 * target - 1  # SeedSequence entropy must be >= 0
-        rank = np.random.default_rng([self.params.seed, 7, key]).permutation(len(correct))
+        if self.params.sft_rank == "lex":
+            rank = np.arange(len(correct))
+        else:
+            key = 2 * target if target >= 0 else -2 * target - 1  # SeedSequence entropy must be >= 0
+            rank = np.random.default_rng([self.params.seed, 7, key]).permutation(len(correct))
         w = (rank + 1.0) ** -self.params.sft_zipf
         w = w / w.sum()
         return {c: float(x) for c, x in zip(correct, w, strict=True)}
