@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,12 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bool = False):
+def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bool = False,
+                 warm_up: bool = True):
     """The starting policy: a hub/local model, or the tiny model (warmed up with SFT when enabled).
 
-    The warm start is saved in ``<run>/warm_start`` and reused by ``--resume``.
+    The warm start is saved in ``<run>/warm_start`` and reused by ``--resume``. ``warm_up=False`` skips
+    the SFT warm start (data-parallel ranks other than 0, which receive rank 0's weights).
     """
     from rollwise.rlvr.models import char_tokenizer, load_policy, save_policy, tiny_causal_lm
     from rollwise.rlvr.sft import supervised_warm_start
@@ -45,7 +48,7 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
         return load_policy(warm_dir)
     tokenizer = char_tokenizer()
     model = tiny_causal_lm(tokenizer, cfg.model.tiny, seed=cfg.model.init_seed)
-    if cfg.sft.enabled and cfg.sft.steps > 0:
+    if warm_up and cfg.sft.enabled and cfg.sft.steps > 0:
         examples = task.sft_examples(cfg.sft.examples, seed=cfg.train.seed)
         supervised_warm_start(model, tokenizer, [e.prompt for e in examples], [e.target for e in examples],
                               steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, lr=cfg.sft.lr, seed=cfg.train.seed)
@@ -54,8 +57,24 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
     return model, tokenizer
 
 
-def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
-    """Build everything from ``cfg``, train, write the report; returns a summary dict."""
+def run_training(cfg: RLVRConfig, resume: bool = False, rollout_shards: int = 0) -> dict[str, Any]:
+    """Build everything from ``cfg``, train, write the report; returns a summary dict.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the data-parallel group (``distributed.py``): rank 0
+    warms up, writes and reports; the others receive its weights. ``rollout_shards`` (0 = the world size)
+    sets how many seeded shards each step's rollouts are drawn in: a 1-process run with ``rollout_shards=N``
+    draws the same batches, and makes the same updates, as an N-rank run.
+    """
+    from rollwise.rlvr import distributed
+
+    with distributed.process_group_from_env() as dp:
+        if dp.enabled and cfg.codistill.enabled:
+            raise ConfigError("codistill.enabled: CoDistill-GRPO has no data-parallel mode yet; run it in one "
+                              "process (without torchrun)")
+        return _train(cfg, resume, rollout_shards, dp)
+
+
+def _train(cfg: RLVRConfig, resume: bool, rollout_shards: int, dp: Any) -> dict[str, Any]:
     from rollwise.report import write_run_report
     from rollwise.rlvr.tasks import make_task
     from rollwise.rlvr.trainer import Trainer
@@ -64,12 +83,14 @@ def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
     set_threads(cfg.run.threads or None)
     seed_everything(cfg.train.seed)
     run_dir = Path(cfg.run.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()
-    (run_dir / "config.toml").write_text(to_toml(to_dict(cfg)))
+    if dp.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume and (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()
+        (run_dir / "config.toml").write_text(to_toml(to_dict(cfg)))
     task = make_task(cfg.task.name, **cfg.task.params)
-    policy, tokenizer = build_policy(cfg, task, run_dir / "warm_start", resume=resume)
+    policy, tokenizer = build_policy(cfg, task, run_dir / "warm_start" if dp.is_main else None, resume=resume,
+                                     warm_up=dp.is_main)
     if cfg.codistill.enabled:  # CoDistill-GRPO: a second, large model trained on the small one's rollouts
         from rollwise.rlvr.codistill import CoDistillTrainer, build_large_policy
 
@@ -77,9 +98,11 @@ def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
         trainer = CoDistillTrainer(cfg, policy, tokenizer, task, large)
     else:
         trainer = Trainer(cfg, policy, tokenizer, task)
+    if rollout_shards:
+        trainer.rollout_shards = rollout_shards
     final = trainer.fit(resume=resume)
     summary: dict[str, Any] = {"run_dir": str(run_dir), **final}
-    if cfg.run.report:
+    if cfg.run.report and dp.is_main:
         summary["report"] = str(write_run_report(run_dir))
     return summary
 
@@ -90,9 +113,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(to_toml(to_dict(cfg)), end="")
         return 0
     summary = run_training(cfg, resume=args.resume)
-    print(json.dumps(summary, indent=2))
-    if "report" in summary:
-        print(f"report: {summary['report']}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints
+        print(json.dumps(summary, indent=2))
+        if "report" in summary:
+            print(f"report: {summary['report']}")
     return 0
 
 

@@ -10,6 +10,11 @@ this file knows which one runs. One step::
     adv      = estimator(batch)                           # registry
     weights  = correction(batch)                          # none / tis / mis / ais
     loss     = policy_loss(...); optimizer step; engine.sync_weights(policy)
+
+Data-parallel (``torchrun``, ``distributed.py``): each rank generates, scores and teacher-forces its own
+contiguous shard of the prompts; the shards are all-gathered so that every rank holds the global batch
+(advantages, correction and metrics are global); each rank back-propagates its own rows with the loss
+normalised by global counts, and the gradients are summed before clipping. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rollwise.config import to_dict
 from rollwise.rlvr import correction as corrections
+from rollwise.rlvr import distributed
 from rollwise.rlvr.advantages import make_estimator
 from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
@@ -39,6 +46,13 @@ from rollwise.rlvr.rewards import RewardRunner
 from rollwise.rlvr.run_config import RLVRConfig
 from rollwise.rlvr.tasks import Example, Task, collate_columns
 from rollwise.runlog import PhaseTimer, RunLog, progress_bar
+
+#: update metrics reduced by their maximum over micro-batches and ranks (per optimizer step)
+MAX_METRICS = frozenset({"ratio_max"})
+#: which share of the mini-batch weights a metric (``Trainer._shares``); unnamed metrics are row-weighted
+METRIC_SHARE = {**dict.fromkeys(("loss", "pg_loss", "kl_loss", "entropy"), "loss"),
+                **dict.fromkeys(("clip_frac_low", "clip_frac_high", "dual_clip_frac", "approx_kl", "ratio_mean"),
+                                "tokens")}
 
 
 def step_seed(seed: int, step: int, stream: int) -> int:
@@ -59,8 +73,14 @@ class Trainer:
 
     def __post_init__(self) -> None:
         cfg = self.cfg
+        self.dp = distributed.current()
         self.run_dir = Path(cfg.run.output_dir)
         self.train_pool: list[Example] = self.task.examples("train")
+        #: contiguous rollout shards per step (a multiple of the world size); the batch depends on it, so a
+        #: 1-process run with ``rollout_shards = N`` draws exactly the rollouts of an N-rank run
+        self.rollout_shards = self.dp.world_size
+        distributed.shard_bounds(min(cfg.train.prompts_per_step, len(self.train_pool)), 0, self.rollout_shards)
+        self.dp.broadcast_parameters(self.policy)  # every rank starts from rank 0's weights
         self.test_pool: list[Example] = self.task.examples("test")[: cfg.train.eval_prompts]
         if self.engine is None:
             self.engine = make_engine(cfg.rollout.engine, self.policy, self.tokenizer,
@@ -102,16 +122,34 @@ class Trainer:
         return [self.train_pool[i] for i in rng.choice(len(self.train_pool), size=k, replace=False)]
 
     def rollout(self, step: int) -> RolloutBatch:
-        """Generate, score and teacher-force one batch (everything the update needs)."""
-        cfg = self.cfg
+        """Generate, score and teacher-force one global batch (everything the update needs).
+
+        This rank rolls out its own shards of the prompts (``_rollout_shard``); the shards of all ranks are
+        gathered, so every rank returns the same global batch (rows in prompt order, ``group_ids`` global).
+        """
         examples = self.sample_prompts(step)
-        with self.timer("generate"):
-            batch = self.engine.generate([e.prompt for e in examples], cfg.rollout, step_seed(cfg.train.seed, step, 1))
+        local = [self._rollout_shard(step, examples, s) for s in self.dp.local_shards(self.rollout_shards)]
+        with self.timer("gather"):
+            shards = [part for rank_parts in self.dp.all_gather(local) for part in rank_parts]
+        batch = distributed.concat_batches([b for b, _ in shards], self.tokenizer.pad_token_id)
+        self._reward_metrics = distributed.merge_reward_metrics([(b.size, m) for b, m in shards], batch.rewards,
+                                                                batch.truncated)
         self.rollouts_generated += batch.size
+        return batch
+
+    def _rollout_shard(self, step: int, examples: list[Example], shard: int
+                       ) -> tuple[RolloutBatch, dict[str, float]]:
+        """Rollouts of one contiguous shard of ``examples``, scored and teacher-forced; and its reward metrics."""
+        cfg = self.cfg
+        lo, hi = distributed.shard_bounds(len(examples), shard, self.rollout_shards)
+        seed = distributed.shard_seed(cfg.train.seed, step, shard, self.rollout_shards)
+        with self.timer("generate"):
+            batch = self.engine.generate([e.prompt for e in examples[lo:hi]], cfg.rollout, seed)
+        batch.group_ids = batch.group_ids + lo  # global prompt index
         batch.columns = columns = collate_columns([examples[g] for g in batch.group_ids.tolist()])
         with self.timer("reward"):
-            rewards, self._reward_metrics = self.rewards(batch.prompts, batch.completions,
-                                                         batch.truncated.tolist(), columns)
+            rewards, reward_metrics = self.rewards(batch.prompts, batch.completions, batch.truncated.tolist(),
+                                                   columns)
         batch.rewards = rewards
         with self.timer("logprobs"), torch.no_grad():
             ids, mask = batch.sequences()
@@ -123,7 +161,7 @@ class Trainer:
                     * batch.response_mask
             if "prompt_features" in self.reads:
                 batch.prompt_features = prompt_features(self.policy, batch.prompt_ids, batch.prompt_mask)
-        return batch
+        return batch, reward_metrics
 
     def compute_advantages(self, batch: RolloutBatch) -> RolloutBatch:
         with self.timer("advantage"):
@@ -133,10 +171,20 @@ class Trainer:
         return batch
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
-        """PPO epochs over mini-batches with gradient accumulation and clipping."""
+        """PPO epochs over mini-batches with gradient accumulation and clipping.
+
+        Every loss term of a micro-batch is weighted by its share of the mini-batch's global count
+        (``distributed.loss_share``: tokens for token-mean, sequences for the seq-mean modes), so
+        accumulating micro-batches, on one rank or across ranks, gives the gradient of the whole
+        mini-batch. Each rank trains on its own rows only; gradients are summed across ranks before clipping.
+        """
         cfg = self.cfg.train
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, self._step, 2))
-        sums: dict[str, float] = {}
+        mine = self._own_rows(batch)
+        token_mask = batch.response_mask if batch.loss_mask is None else batch.response_mask * batch.loss_mask
+        sums: dict[str, float] = {}  # this rank's share of the additive metrics
+        peaks: list[dict[str, float]] = []  # per optimizer step: this rank's maxima
+        grad_norm = 0.0
         n_updates = 0
         self.policy.train()
         with self.timer("update"):
@@ -144,21 +192,46 @@ class Trainer:
                 order = torch.randperm(batch.size, generator=gen)
                 for mb_idx in order.chunk(cfg.mini_batches):
                     self.optimizer.zero_grad(set_to_none=True)
-                    micro = cfg.micro_batch_size or len(mb_idx)
-                    for mc_idx in mb_idx.split(micro):
-                        metrics = self._loss_backward(batch.select(mc_idx), len(mc_idx) / len(mb_idx))
+                    own = mb_idx[mine[mb_idx]]
+                    peaks.append({})
+                    for mc_idx in own.split(cfg.micro_batch_size or len(mb_idx)) if len(own) else ():
+                        shares = self._shares(token_mask[mc_idx], token_mask[mb_idx], len(mc_idx) / len(mb_idx))
+                        metrics = self._loss_backward(batch.select(mc_idx), shares["loss"])
                         for k, v in metrics.items():
-                            sums[k] = sums.get(k, 0.0) + v * len(mc_idx) / len(mb_idx)
+                            if k in MAX_METRICS:
+                                peaks[-1][k] = max(peaks[-1].get(k, -math.inf), v)
+                            else:
+                                sums[k] = sums.get(k, 0.0) + v * shares[METRIC_SHARE.get(k, "rows")]
+                    with self.timer("allreduce"):
+                        self.dp.sum_gradients(self.policy.parameters())
                     if cfg.max_grad_norm > 0:
                         gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-                        sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gn)
+                        grad_norm += float(gn)
                     self.optimizer.step()
                     n_updates += 1
             self.scheduler.step()
         self.policy.eval()
         with self.timer("sync"):
             self.engine.sync_weights(self.policy)
-        return {k: v / n_updates for k, v in sums.items()}
+        out = _merge_update_metrics(self.dp.all_gather((sums, peaks)))
+        if cfg.max_grad_norm > 0:
+            out["grad_norm"] = grad_norm  # computed on the summed gradient: the same on every rank
+        return {k: v / n_updates for k, v in out.items()}
+
+    def _own_rows(self, batch: RolloutBatch) -> Tensor:
+        """(B,) bool: the rows of this rank's rollout shards (all rows in a single process)."""
+        if not self.dp.enabled:
+            return torch.ones(batch.size, dtype=torch.bool)
+        shards = self.dp.local_shards(self.rollout_shards)
+        n_prompts = min(self.cfg.train.prompts_per_step, len(self.train_pool))
+        lo = distributed.shard_bounds(n_prompts, shards.start, self.rollout_shards)[0]
+        hi = distributed.shard_bounds(n_prompts, shards.stop - 1, self.rollout_shards)[1]
+        return (batch.group_ids >= lo) & (batch.group_ids < hi)
+
+    def _shares(self, part_mask: Tensor, whole_mask: Tensor, rows: float) -> dict[str, float]:
+        """Weights of a micro-batch's loss and metrics in its mini-batch (see ``update``)."""
+        return {"loss": distributed.loss_share(part_mask, whole_mask, self.loss_cfg.agg_mode),
+                "tokens": distributed.token_share(part_mask, whole_mask), "rows": rows}
 
     def _loss_backward(self, mb: RolloutBatch, scale: float) -> dict[str, float]:
         ids, mask = mb.sequences()
@@ -248,10 +321,19 @@ class Trainer:
     def _wall(self) -> float:
         return self.wall_offset + (time.perf_counter() - self._t_start)
 
+    def _evaluate_on_main(self) -> dict[str, float]:
+        """``evaluate`` on rank 0, its result on every rank (the others do not evaluate)."""
+        return self.dp.broadcast(self.evaluate() if self.dp.is_main else None)
+
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Run (or resume) training; returns the last evaluation metrics."""
+        """Run (or resume) training; returns the last evaluation metrics (on every rank).
+
+        Under data parallelism only rank 0 evaluates and writes the metrics log and checkpoints; every
+        rank resumes from the same (shared) checkpoint folder.
+        """
         cfg = self.cfg
-        log = RunLog(self.run_dir, tensorboard=cfg.run.tensorboard)
+        main = self.dp.is_main
+        log = RunLog(self.run_dir, tensorboard=cfg.run.tensorboard) if main else None
         self._t_start = time.perf_counter()
         if resume:
             ckpt = latest_checkpoint(self.run_dir)
@@ -263,27 +345,45 @@ class Trainer:
             self.policy.load_state_dict(weights.state_dict())
             self.engine.sync_weights(self.policy)
             self.load_state(load_trainer_state(ckpt))
-            log.truncate_after(self.start_step - 1)
+            if log is not None:
+                log.truncate_after(self.start_step - 1)
         else:
             self.estimator.prepare(self)
-            ev = self.evaluate()
-            log.log({"step": 0, "wall": 0.0, "rollouts_total": self.rollouts_generated, **ev})
+            ev = self._evaluate_on_main()
+            if log is not None:
+                log.log({"step": 0, "wall": 0.0, "rollouts_total": self.rollouts_generated, **ev})
         last_eval: dict[str, Any] = {}
-        with progress_bar("train", total=cfg.train.steps) as bar:
+        with progress_bar("train", total=cfg.train.steps, disable=None if main else True) as bar:
             bar.update(advance=self.start_step - 1)
             for step in range(self.start_step, cfg.train.steps + 1):
                 rec = self.train_step(step)
                 if (cfg.train.eval_every and step % cfg.train.eval_every == 0) or step == cfg.train.steps:
                     with self.timer("eval"):
-                        last_eval = self.evaluate()
+                        last_eval = self._evaluate_on_main()
                     rec.update(last_eval)
                     rec["time/eval"] = self.timer.pop().get("eval", 0.0)
                 rec["wall"] = self._wall()
-                log.log(rec)
+                if log is not None:
+                    log.log(rec)
                 if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == cfg.train.steps:
-                    save_checkpoint(self.run_dir, step, self.policy, self.tokenizer, self.state(),
-                                    keep=cfg.train.keep_checkpoints)
+                    if main:
+                        save_checkpoint(self.run_dir, step, self.policy, self.tokenizer, self.state(),
+                                        keep=cfg.train.keep_checkpoints)
+                    self.dp.barrier()  # no rank runs ahead of the last complete checkpoint
                 acc = last_eval.get("eval/exact_accuracy", last_eval.get("eval/accuracy", float("nan")))
                 bar.update(info=f"reward {rec['reward']:.3f} eval {acc:.3f}")
-        log.close()
+        if log is not None:
+            log.close()
         return last_eval
+
+
+def _merge_update_metrics(parts: list[tuple[dict[str, float], list[dict[str, float]]]]) -> dict[str, float]:
+    """Sum the ranks' shares of the additive update metrics; add the per-step maxima over ranks."""
+    out: dict[str, float] = {}
+    for sums, _ in parts:
+        for k, v in sums.items():
+            out[k] = out.get(k, 0.0) + v
+    for j in range(len(parts[0][1])):
+        for k in dict.fromkeys(key for _, peaks in parts for key in peaks[j]):
+            out[k] = out.get(k, 0.0) + max(peaks[j][k] for _, peaks in parts if k in peaks[j])
+    return out

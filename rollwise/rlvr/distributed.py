@@ -1,0 +1,263 @@
+"""Data-parallel RLVR training over ``torch.distributed`` (launched with ``torchrun``; gloo on CPU).
+
+The contract: N ranks with a global batch of P prompts make the same update as one process with P prompts.
+
+- Every rank samples the same global prompt list. The list is cut into ``S`` contiguous *rollout shards*
+  (S = world size by default; whole prompt groups stay in one shard) and a rank generates, scores and
+  teacher-forces only its own shards, each with its own seed (:func:`shard_seed`). The batch a run draws
+  therefore depends on S, not on the world size: one process with ``rollout_shards=S`` draws exactly the
+  batch of an S-rank run (this is how the equivalence is tested).
+- The shards are all-gathered (:meth:`DataParallel.all_gather`) and concatenated (:func:`concat_batches`),
+  so that every rank holds the global batch: estimators that read the whole batch (GRPO groups,
+  REINFORCE++ whitening, BASIS cross-fitted baselines) and the rollout correction run identically on
+  every rank, and every step metric is the global one.
+- Each rank back-propagates only through the rows of its own shards, with each loss term normalised by
+  the GLOBAL count of its aggregation mode (:func:`loss_share`); :meth:`DataParallel.sum_gradients` then
+  sums the gradients, so clipping and the optimizer step see the single-process gradient.
+
+Only rank 0 writes logs, reports and checkpoints; the trainer (``trainer.py``) does the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from rollwise.config import ConfigError
+from rollwise.rlvr.batch import RolloutBatch
+
+#: (B, P) prompt-side fields, LEFT-padded when shards of different widths are concatenated
+LEFT_PADDED = ("prompt_ids", "prompt_mask")
+#: token-id fields padded with the tokenizer's pad id (every other field is padded with 0)
+ID_FIELDS = ("prompt_ids", "response_ids")
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """This process's place in the data-parallel group; ``world_size`` 1 makes every method a no-op."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only rank that writes logs, reports and checkpoints."""
+        return self.rank == 0
+
+    def local_shards(self, n_shards: int) -> range:
+        """The contiguous rollout shards this rank generates (``n_shards`` must be a multiple of the world)."""
+        if n_shards < 1 or n_shards % self.world_size:
+            raise ConfigError(f"rollout shards={n_shards} must be a positive multiple of the world size "
+                              f"{self.world_size}")
+        per = n_shards // self.world_size
+        return range(self.rank * per, (self.rank + 1) * per)
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        """``[obj of rank 0, obj of rank 1, ...]`` on every rank (pickled; CPU tensors welcome)."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def broadcast_parameters(self, module: torch.nn.Module) -> None:
+        """Copy rank 0's parameters and buffers into every rank's ``module`` (identical starting points)."""
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, src=0)
+
+    def sum_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """All-reduce (sum) the gradients of ``params`` in one flat buffer.
+
+        A parameter with a gradient on some rank but none on another (e.g. the rank had no rows in this
+        mini-batch) gets zeros there; one without a gradient on any rank keeps ``grad = None``, as in a
+        single process (AdamW then skips it).
+        """
+        if not self.enabled:
+            return
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+        dist.all_reduce(has, op=dist.ReduceOp.MAX)
+        live = [p for p, h in zip(params, has.tolist()) if h]
+        for p in live:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in live])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for p in live:
+            n = p.grad.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+            offset += n
+
+
+def current() -> DataParallel:
+    """The data-parallel group of this process: the default process group if initialised, else single."""
+    if dist.is_available() and dist.is_initialized():
+        return DataParallel(rank=dist.get_rank(), world_size=dist.get_world_size())
+    return DataParallel()
+
+
+def default_backend() -> str:
+    """``ROLLWISE_DIST_BACKEND`` if set, else gloo: the trainer keeps its tensors on the CPU (nccl needs
+    CUDA tensors, so it is only right once the policy lives on a GPU)."""
+    return os.environ.get("ROLLWISE_DIST_BACKEND", "gloo")
+
+
+@contextmanager
+def process_group_from_env(backend: str | None = None) -> Iterator[DataParallel]:
+    """Join torchrun's group (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) for the block.
+
+    Without ``WORLD_SIZE`` > 1, or when a group already exists (e.g. a test that spawned its ranks), the
+    block runs in the existing setting and nothing is created or destroyed.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    created = False
+    if world > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend=backend or default_backend(), rank=int(os.environ["RANK"]),
+                                world_size=world)
+        created = True
+    try:
+        yield current()
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def shard_bounds(n_items: int, shard: int, n_shards: int) -> tuple[int, int]:
+    """``[lo, hi)`` of contiguous shard ``shard`` of ``n_items`` (prompts); ``n_items`` must divide evenly."""
+    if n_items % n_shards:
+        raise ConfigError(f"data-parallel training splits each step's {n_items} prompts into {n_shards} equal "
+                          f"rollout shards (one per rank), but {n_items} is not divisible by {n_shards}; set "
+                          f"train.prompts_per_step to a multiple of {n_shards} (e.g. "
+                          f"{max(n_shards, n_items - n_items % n_shards)})")
+    per = n_items // n_shards
+    return shard * per, (shard + 1) * per
+
+
+def shard_seed(seed: int, step: int, shard: int, n_shards: int) -> int:
+    """Generation seed of one rollout shard; a single shard keeps the trainer's historical stream 1."""
+    key = [seed, step, 1] if n_shards == 1 else [seed, step, 1, shard, n_shards]
+    return int(np.random.default_rng(key).integers(0, 2**63 - 1))
+
+
+def concat_batches(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
+    """Concatenate rollout shards along the rows (shard order), padding to common widths.
+
+    Prompt fields (B, P) are left-padded, every other (B, T) tensor (responses, log-probs, masks and
+    (B, T) extras such as ``hint_mask``) right-padded; ids with ``pad_id``, everything else with 0.
+    Positions come from the attention mask (``models.position_ids_from_mask``), so padding changes no
+    log-prob. Lists and ``columns`` are concatenated. One part is returned as it is.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, Any] = {}
+    for f in fields(RolloutBatch):
+        values = [getattr(p, f.name) for p in parts]
+        if f.name == "columns":
+            out[f.name] = {k: [x for v in values for x in v[k]] for k in values[0]}
+        elif f.name == "extras":
+            out[f.name] = {k: _cat([v[k] for v in values], left=False, value=0) for k in values[0]}
+        elif isinstance(values[0], list):
+            out[f.name] = [x for v in values for x in v]
+        elif values[0] is None:
+            if any(v is not None for v in values):
+                raise ValueError(f"concat_batches: field {f.name} is set in some shards and not in others")
+            out[f.name] = None
+        else:
+            out[f.name] = _cat(values, left=f.name in LEFT_PADDED, value=pad_id if f.name in ID_FIELDS else 0)
+    return RolloutBatch(**out)
+
+
+def _cat(tensors: list[Tensor], left: bool, value: float) -> Tensor:
+    if tensors[0].dim() != 2:
+        return torch.cat(tensors)
+    width = max(t.shape[1] for t in tensors)
+    padded = []
+    for t in tensors:
+        pad = torch.full((t.shape[0], width - t.shape[1]), value, dtype=t.dtype)
+        padded.append(torch.cat([pad, t] if left else [t, pad], dim=1))
+    return torch.cat(padded)
+
+
+def loss_share(part_mask: Tensor, whole_mask: Tensor, agg_mode: str) -> float:
+    """Weight of a sub-batch's aggregated loss in the aggregate over the whole mini-batch.
+
+    ``aggregate(x[part], part_mask, mode) * loss_share(...)`` summed over a partition of the mini-batch's
+    rows (micro-batches, ranks) equals ``aggregate(x, whole_mask, mode)``: the token count of the part over
+    the whole's (``token-mean``), its count of sequences with a valid token over the whole's (the
+    ``seq-mean-*`` modes), or 1 (``seq-mean-token-sum-norm`` divides by a constant). Masks are (b, T) and
+    (B, T); an empty whole gives 0.
+    """
+    if agg_mode == "seq-mean-token-sum-norm":
+        return 1.0
+    if agg_mode == "token-mean":
+        part, whole = float(part_mask.sum()), float(whole_mask.sum())
+    else:
+        part, whole = float((part_mask.sum(-1) > 0).sum()), float((whole_mask.sum(-1) > 0).sum())
+    return part / whole if whole > 0 else 0.0
+
+
+def token_share(part_mask: Tensor, whole_mask: Tensor) -> float:
+    """Share of the whole's valid tokens (mask > 0) that lie in the part: the weight of token-averaged
+    diagnostics such as ``clip_frac_*``, ``approx_kl`` and ``ratio_mean``."""
+    whole = int((whole_mask > 0).sum())
+    return int((part_mask > 0).sum()) / whole if whole else 0.0
+
+
+def merge_reward_metrics(parts: list[tuple[int, dict[str, float]]], rewards: Tensor, truncated: Tensor
+                         ) -> dict[str, float]:
+    """Combine ``RewardRunner`` metrics of several shards (``(rollouts, metrics)`` each) into the batch's.
+
+    ``reward/mean``, ``reward/std`` and ``reward/truncated_frac`` are recomputed from the global (B,)
+    ``rewards`` and ``truncated``; ``/errors``, ``/timeouts`` and ``reward/failures`` take the maximum (a
+    function that failed in any shard failed this step); a function's ``/mean`` is weighted by its scored
+    rollouts, every other value by the shard's rollouts. One shard is returned as it is.
+    """
+    if len(parts) == 1:
+        return parts[0][1]
+    keys = list(dict.fromkeys(k for _, m in parts for k in m))
+    total = sum(n for n, _ in parts)
+    out: dict[str, float] = {}
+    for k in keys:
+        have = [(n, m) for n, m in parts if k in m]
+        if k.endswith(("/errors", "/timeouts")) or k == "reward/failures":
+            out[k] = max(m[k] for _, m in have)
+        elif k.endswith("/mean") and k.count("/") == 2:
+            none_key = k[: -len("mean")] + "none_frac"
+            w = [n * (1.0 - m.get(none_key, 0.0)) for n, m in have]
+            out[k] = sum(wi * m[k] for wi, (_, m) in zip(w, have)) / sum(w) if sum(w) > 0 else 0.0
+        else:
+            out[k] = sum(n * m[k] for n, m in have) / max(1, sum(n for n, _ in have))
+    out["reward/mean"] = float(rewards.mean()) if total else 0.0
+    out["reward/std"] = float(rewards.std(unbiased=False)) if total else 0.0
+    out["reward/truncated_frac"] = float(truncated.float().mean()) if total else 0.0
+    return out
