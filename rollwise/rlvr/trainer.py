@@ -321,6 +321,18 @@ class Trainer:
     def _wall(self) -> float:
         return self.wall_offset + (time.perf_counter() - self._t_start)
 
+    def _prepare_estimator(self) -> None:
+        """The estimator's one-off stage (e.g. BASIS's offline rollouts): on rank 0 only, then its state
+        (the same ``state_dict`` a checkpoint holds) and the rollout count are sent to every rank."""
+        if not self.dp.enabled:
+            self.estimator.prepare(self)
+            return
+        if self.dp.is_main:
+            self.estimator.prepare(self)
+        state, self.rollouts_generated = self.dp.broadcast(
+            (self.estimator.state_dict(), self.rollouts_generated) if self.dp.is_main else None)
+        self.estimator.load_state_dict(state)
+
     def _evaluate_on_main(self) -> dict[str, float]:
         """``evaluate`` on rank 0, its result on every rank (the others do not evaluate)."""
         return self.dp.broadcast(self.evaluate() if self.dp.is_main else None)
@@ -348,7 +360,7 @@ class Trainer:
             if log is not None:
                 log.truncate_after(self.start_step - 1)
         else:
-            self.estimator.prepare(self)
+            self._prepare_estimator()
             ev = self._evaluate_on_main()
             if log is not None:
                 log.log({"step": 0, "wall": 0.0, "rollouts_total": self.rollouts_generated, **ev})

@@ -39,6 +39,9 @@ COMBOS = {
     "rpp-token": ["algorithm.estimator=reinforce_pp", "algorithm.loss.agg_mode=token-mean"],
     "rpp-seq": ["algorithm.estimator=reinforce_pp", "algorithm.loss.agg_mode=seq-mean-token-sum",
                 "train.mini_batches=2"],
+    # cross-batch baselines: one rollout per prompt, offline stage on rank 0 only
+    "basis": ["algorithm.estimator=basis", "rollout.n=1", "algorithm.estimator_params.offline_rollouts=2",
+              "algorithm.estimator_params.folds=4"],
 }
 RESUMED = "grpo-token"  # also run as 1 step + resume to 2 steps
 
