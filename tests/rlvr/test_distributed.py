@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -224,3 +226,20 @@ def test_reward_metrics_of_shards_merge_to_the_global_ones():
     assert out["reward/f/mean"] == pytest.approx((1.0 * 1 + 0.25 * 2) / 3)  # weighted by scored rollouts
     assert out["reward/f/none_frac"] == 0.25 and out["reward/f/errors"] == 1.0 and out["reward/failures"] == 1.0
     assert out["reward/mean"] == 0.375 and out["reward/truncated_frac"] == 0.25
+
+
+@pytest.mark.slow  # 20-25 s on the busy 2-core machine (torchrun start-up and imports dominate)
+def test_torchrun_runs_the_cli_and_only_rank_zero_prints(tmp_path):
+    """The documented command end to end: ``torchrun -m rollwise.cli train`` with two gloo ranks."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    sets = [*BASE, *COMBOS["grpo-token"], f"run.output_dir={tmp_path / 'run'}", "run.report=true"]
+    cmd = [str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m", "rollwise.cli", "train"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "ROLLWISE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count('"run_dir"') == 1, out.stdout  # one summary: rank 0's
+    assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [0, 1, 2]
+    assert (tmp_path / "run" / "report.md").exists()
+    assert latest_checkpoint(tmp_path / "run").name == "step-000002"
