@@ -243,3 +243,19 @@ def test_torchrun_runs_the_cli_and_only_rank_zero_prints(tmp_path):
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [0, 1, 2]
     assert (tmp_path / "run" / "report.md").exists()
     assert latest_checkpoint(tmp_path / "run").name == "step-000002"
+
+
+def test_micro_batches_accumulate_to_the_whole_mini_batch_gradient(small_config, monkeypatch):
+    """One process: micro-batches weighted by their global token share give the whole mini-batch's update."""
+    from rollwise.rlvr.tasks.arithmetic import Add3
+
+    base = Add3.reward_funcs
+    monkeypatch.setattr(Add3, "reward_funcs", lambda self: [*base(self), _digits])
+    params = []
+    for micro in (0, 5):
+        cfg = small_config(*BASE[len(SMALL):], *COMBOS["grpo-token"], f"train.micro_batch_size={micro}",
+                           name=f"micro{micro}")
+        commands.run_training(cfg)
+        params.append(load_policy(latest_checkpoint(cfg.run.output_dir))[0].state_dict())
+    print(f"micro-batches of 5 vs whole mini-batches: max |delta theta| = {_max_diff(*params):.2e}")
+    assert _max_diff(*params) < 1e-5
