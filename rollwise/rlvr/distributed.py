@@ -42,7 +42,7 @@ ID_FIELDS = ("prompt_ids", "response_ids")
 
 @dataclass(frozen=True)
 class DataParallel:
-    """This process's place in the data-parallel group; ``world_size`` 1 makes every method a no-op."""
+    """This process's place in the data-parallel group; with ``world_size`` 1 no method communicates."""
 
     rank: int = 0
     world_size: int = 1
