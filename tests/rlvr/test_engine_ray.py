@@ -42,7 +42,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def engine(ray_session, tiny):
     policy, tok = tiny
-    # half a CPU per actor, so that the trainer's own pool fits beside this one in the 2-CPU session
+    # half a CPU per actor, so that the trainer's own 1-CPU pool fits beside this one in the 2-CPU session
     with RayEngine(policy, tok, num_workers=2, batch_size=CHUNK, num_cpus_per_worker=0.5) as eng:
         yield eng
 
@@ -135,24 +135,24 @@ def test_quantized_replica_matches_the_quantized_engine(tiny):
 
 
 def test_train_with_ray_engine_equals_hf_engine(ray_session, engine, small_config):
-    """``engine`` is requested so that its actors already hold half the session: both pools fit.
+    """``engine`` is requested so that its actors already hold one CPU of the session: both pools fit.
 
     An entropy bonus with a large learning rate moves the policy every step (the rewards of an untrained
-    model are all 0), so a stale replica would show in the rollout/trainer mismatch metrics.
+    model are all 0), so a stale replica would show in the rollout/trainer mismatch metrics. One worker
+    here (two chunks per step on it) keeps the start-up cost down; the 2-worker split is tested above.
     """
-    common = ("sft.enabled=false", "train.steps=3", "rollout.n=2", "rollout.batch_size=16",
+    common = ("sft.enabled=false", "train.steps=2", "rollout.n=2", "rollout.batch_size=16",
               "algorithm.estimator=rloo", "algorithm.loss.entropy_coef=0.1", "train.lr=1e-2",
               "train.eval_prompts=32")
     hf = small_config(*common, "rollout.engine=hf", name="hf")
-    rays = small_config(*common, "rollout.engine=ray", "rollout.engine_params.num_workers=2",
-                        "rollout.engine_params.num_cpus_per_worker=0.5", name="ray")
+    rays = small_config(*common, "rollout.engine=ray", "rollout.engine_params.num_workers=1", name="ray")
     commands.run_training(hf)
     commands.run_training(rays)
     ra, rb = (read_jsonl(f"{c.run.output_dir}/metrics.jsonl") for c in (hf, rays))
     stable = [[{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in recs] for recs in (ra, rb)]
-    assert [r["step"] for r in rb] == [0, 1, 2, 3]
+    assert [r["step"] for r in rb] == [0, 1, 2]
     assert stable[0] == stable[1]
-    assert rb[1]["entropy"] != rb[3]["entropy"], "the policy should move between steps"
+    assert rb[1]["entropy"] != rb[2]["entropy"], "the policy should move between steps"
     assert max(r["mismatch/abs_log_ratio"] for r in rb[1:]) < 1e-6, "the replicas sample the trainer's weights"
 
 
