@@ -20,6 +20,7 @@ Ray is imported only when this engine is built; ``import rollwise`` never needs 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -163,11 +164,12 @@ def _connect(ray, cfg: RayEngineConfig) -> bool:
     """
     if ray.is_initialized():
         return False
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if cfg.address is not None:
-        ray.init(address=cfg.address, log_to_driver=False)
+        ray.init(address=cfg.address, **quiet)
     else:
         num_cpus = max(1, math.ceil(cfg.num_workers * cfg.num_cpus_per_worker))
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
     return True
 
 
