@@ -156,6 +156,12 @@ def test_train_with_ray_engine_equals_hf_engine(ray_session, engine, small_confi
     assert max(r["mismatch/abs_log_ratio"] for r in rb[1:]) < 1e-6, "the replicas sample the trainer's weights"
 
 
+def test_actors_that_cannot_be_placed_fail_with_the_free_cpus(ray_session, tiny):
+    policy, tok = tiny
+    with pytest.raises(RuntimeError, match=r"num_cpus_per_worker=3 CPUs and the cluster has .* free"):
+        RayEngine(policy, tok, num_workers=1, num_cpus_per_worker=3, startup_timeout_s=1)
+
+
 @pytest.mark.parametrize(("params", "match"), [
     ({"num_workers": 0}, r"rollout\.engine_params\.num_workers=0 .* integer >= 1"),
     ({"batch_size": 0}, r"rollout\.engine_params\.batch_size=0"),

@@ -193,7 +193,11 @@ class RayEngine(RolloutEngine):
         self.workers = [actor.remote(policy.config, policy.generation_config, tokenizer, policy.dtype,
                                      self.cfg.torch_threads, self.cfg.fmt, self.cfg.activations, frozen)
                         for _ in range(self.cfg.num_workers)]
-        self._push(policy, timeout=self.cfg.startup_timeout_s)
+        try:
+            self._push(policy, timeout=self.cfg.startup_timeout_s)
+        except BaseException:
+            self.close()  # never leave pending actors holding (or waiting for) CPUs
+            raise
 
     @property
     def batch_size(self) -> int:
