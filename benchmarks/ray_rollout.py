@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [e.prompt for e in make_task("add3").examples("train")[: args.prompts]]
     sampling = SamplingConfig(n=args.n, max_new_tokens=args.max_new_tokens)
     chunk = -(-args.prompts * args.n // args.workers)
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
     ray_engine, t_start = _timed(lambda: RayEngine(model, tok, num_workers=args.workers, batch_size=chunk))
     hf = HFEngine(model, tok, batch_size=chunk)
 

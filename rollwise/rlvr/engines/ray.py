@@ -52,7 +52,7 @@ class RayEngineConfig:
 
     num_workers: int = 2  # actors, each with one model replica
     batch_size: int = 512  # rollouts per chunk; chunk i runs on actor i mod num_workers
-    address: str | None = None  # attach to a running cluster ("auto", "ray://host:10001"); None starts Ray here
+    address: str | None = None  # attach to a running cluster ("auto", "ray://host:10001"); None: a new local session
     num_cpus_per_worker: float = 1.0  # CPUs Ray reserves for each actor
     torch_threads: int = 1  # torch.set_num_threads inside each actor
     fmt: str | None = None  # None: full precision; else a QuantizedEngine format run inside each actor
@@ -169,7 +169,8 @@ def _connect(ray, cfg: RayEngineConfig) -> bool:
         ray.init(address=cfg.address, **quiet)
     else:
         num_cpus = max(1, math.ceil(cfg.num_workers * cfg.num_cpus_per_worker))
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+        # "local": a new session even when RAY_ADDRESS or another session on this machine would be found
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     return True
 
 
