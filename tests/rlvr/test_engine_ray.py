@@ -15,7 +15,7 @@ from rollwise.rlvr import commands
 from rollwise.rlvr.engines import SamplingConfig, make_engine
 from rollwise.rlvr.engines.hf import HFEngine
 from rollwise.rlvr.engines.quantized import QuantizedEngine
-from rollwise.rlvr.engines.ray import RayEngine, RolloutWorker, chunk_plan
+from rollwise.rlvr.engines.ray import RayEngine, RolloutWorker, _connect, chunk_plan, ray_engine_config
 from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, sequence_logprobs, tiny_causal_lm
 from rollwise.runlog import read_jsonl
 
@@ -160,6 +160,30 @@ def test_actors_that_cannot_be_placed_fail_with_the_free_cpus(ray_session, tiny)
     policy, tok = tiny
     with pytest.raises(RuntimeError, match=r"num_cpus_per_worker=3 CPUs and the cluster has .* free"):
         RayEngine(policy, tok, num_workers=1, num_cpus_per_worker=3, startup_timeout_s=1)
+
+
+class _FakeRay:
+    def __init__(self, initialized=False):
+        self.initialized, self.calls = initialized, []
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, **kw):
+        self.calls.append(kw)
+
+
+def test_connect_starts_a_bounded_quiet_local_session_or_attaches():
+    fake = _FakeRay()
+    assert _connect(fake, ray_engine_config({"num_workers": 3, "num_cpus_per_worker": 0.5}))
+    (kw,) = fake.calls
+    assert kw["address"] == "local" and kw["num_cpus"] == 2  # ceil(3 x 0.5)
+    assert kw["include_dashboard"] is False and kw["log_to_driver"] is False
+    fake = _FakeRay()
+    _connect(fake, ray_engine_config({"address": "ray://head:10001"}))
+    assert fake.calls[0]["address"] == "ray://head:10001" and "num_cpus" not in fake.calls[0]
+    fake = _FakeRay(initialized=True)
+    assert not _connect(fake, ray_engine_config({})) and fake.calls == []  # an open session is reused
 
 
 @pytest.mark.parametrize(("params", "match"), [
