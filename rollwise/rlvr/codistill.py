@@ -67,23 +67,37 @@ def effective_reward(rewards: Tensor, lp_large: Tensor, lp_small_old: Tensor, ma
     return rewards.to(lp_large.dtype) + alpha * kd_reward(lp_large, lp_small_old, mask)
 
 
-def maxvar_downsample(values: Tensor, g: int) -> Tensor:
-    """Indices of the size-``g`` subset of ``values`` (M,) with the largest variance (PODS, arXiv 2504.13818).
+def maxvar_downsample_rows(values: Tensor, g: int) -> Tensor:
+    """Per row of ``values`` (n, M), the size-``g`` subset with the largest variance (PODS, arXiv 2504.13818).
 
-    The optimum is always "the j largest plus the g - j smallest" for some j, so sort once and scan j = 0..g.
-    Returns sorted indices (g,). Ties are broken by the stable sort (lowest index first).
+    The optimum is always "the j largest plus the g - j smallest" for some j, so each row is sorted once and
+    the g + 1 candidates are scored together from prefix sums (no loop over rows or j). Ties go to the
+    smallest j, and within equal values to the lowest index (stable sort).
+
+    Returns:
+        (n, g) column indices, sorted within each row.
     """
-    m = values.numel()
+    n, m = values.shape
     if not 1 <= g <= m:
         raise ValueError(f"maxvar_downsample: need 1 <= g={g} <= M={m}")
-    order = torch.sort(values.double(), stable=True).indices
-    best, best_var = None, -math.inf
-    for j in range(g + 1):
-        idx = torch.cat([order[: g - j], order[m - j:]]) if j else order[:g]
-        var = float(values.double()[idx].var(unbiased=False))
-        if var > best_var + 1e-12:
-            best, best_var = idx, var
-    return torch.sort(best).values
+    v = values.double()
+    sorted_v, order = torch.sort(v - v.mean(-1, keepdim=True), dim=-1, stable=True)  # centred: no cancellation
+    zero = sorted_v.new_zeros(n, 1)
+    c1 = torch.cat([zero, sorted_v.cumsum(-1)], -1)  # (n, M+1) prefix sums
+    c2 = torch.cat([zero, (sorted_v**2).cumsum(-1)], -1)
+    j = torch.arange(g + 1)  # j largest + (g - j) smallest
+    s1 = c1[:, g - j] + c1[:, m:] - c1[:, m - j]  # (n, g+1)
+    s2 = c2[:, g - j] + c2[:, m:] - c2[:, m - j]
+    var = s2 / g - (s1 / g) ** 2
+    best = (var >= var.max(-1, keepdim=True).values - 1e-12).double().argmax(-1, keepdim=True)  # first max j
+    pos = torch.arange(m)
+    keep = (pos < g - best) | (pos >= m - best)  # (n, M) over sorted positions; g True per row
+    return torch.sort(order[keep].view(n, g), dim=-1).values
+
+
+def maxvar_downsample(values: Tensor, g: int) -> Tensor:
+    """Indices (g,) of the size-``g`` subset of ``values`` (M,) with the largest variance, sorted."""
+    return maxvar_downsample_rows(values.reshape(1, -1), g)[0]
 
 
 def brute_force_maxvar(values: Tensor, g: int) -> float:
@@ -94,20 +108,28 @@ def brute_force_maxvar(values: Tensor, g: int) -> float:
 
 def downsample_groups(values: Tensor, group_ids: Tensor, g: int, rule: str, seed: int) -> Tensor:
     """Indices (B',) of the rollouts kept per group: ``maxvar``, ``random`` (uniform, no replacement) or
-    ``none`` (keep all). Groups keep their order."""
+    ``none`` (keep all). Groups must have equal sizes; the result lists the groups in id order, each group's
+    kept rows in their original order.
+
+    Args:
+        values: (B,) the quantity downsampled on (r~). group_ids: (B,) prompt index per rollout.
+    """
     if rule == "none":
         return torch.arange(values.numel())
-    gen = torch.Generator().manual_seed(seed)
-    keep = []
-    for gid in torch.unique(group_ids).tolist():
-        idx = (group_ids == gid).nonzero().squeeze(-1)
-        if rule == "maxvar":
-            keep.append(idx[maxvar_downsample(values[idx], min(g, idx.numel()))])
-        elif rule == "random":
-            keep.append(torch.sort(idx[torch.randperm(idx.numel(), generator=gen)[:g]]).values)
-        else:
-            raise ValueError(f"unknown downsample rule {rule!r}; valid: maxvar, random, none")
-    return torch.cat(keep)
+    order = torch.argsort(group_ids, stable=True)
+    counts = torch.unique_consecutive(group_ids[order], return_counts=True)[1]
+    if not bool((counts == counts[0]).all()):
+        raise ValueError(f"downsample_groups: groups have unequal sizes {sorted(set(counts.tolist()))}")
+    rows = order.view(counts.numel(), int(counts[0]))  # (n groups, M) rollout indices
+    k = min(g, rows.shape[1])
+    if rule == "maxvar":
+        cols = maxvar_downsample_rows(values[rows], k)
+    elif rule == "random":
+        gen = torch.Generator().manual_seed(seed)
+        cols = torch.sort(torch.rand(rows.shape, generator=gen).argsort(-1)[:, :k], dim=-1).values
+    else:
+        raise ValueError(f"unknown downsample rule {rule!r}; valid: maxvar, random, none")
+    return rows.gather(1, cols).flatten()
 
 
 def cross_model_targets(lp_large_old: Tensor, lp_small_old: Tensor, hint_mask: Tensor | None, mode: str,
@@ -128,6 +150,21 @@ def cross_model_targets(lp_large_old: Tensor, lp_small_old: Tensor, hint_mask: T
         w = torch.where(hint, torch.ones_like(log_w), log_w.exp().clamp(max=c))
         return lp_large_old.detach(), w.detach()
     raise ValueError(f"unknown large_is_mode {mode!r}; valid: ppo_clip, truncated")
+
+
+def distinct_row_logprobs(model: PreTrainedModel, ids: Tensor, mask: Tensor, response_len: int,
+                          temperature: float) -> tuple[Tensor, int]:
+    """Teacher-forced log-probs (B, T) of the last ``response_len`` tokens, one forward pass per DISTINCT row.
+
+    The M rollouts of a prompt often repeat (a peaked small model samples the same answer many times); equal
+    rows (same ids and mask) have equal log-probs, so the large model scores each distinct sequence once and the
+    result is scattered back. Args: ids, mask (B, P+T) as ``RolloutBatch.sequences()``. Returns the (B, T)
+    log-probs and the number of rows actually scored.
+    """
+    rows, inverse = torch.unique(torch.cat([ids, mask.to(ids.dtype)], 1), dim=0, return_inverse=True)
+    first = torch.empty(rows.shape[0], dtype=torch.long).scatter_(0, inverse, torch.arange(ids.shape[0]))
+    lp = sequence_logprobs(model, ids[first], mask[first], response_len, temperature)[0]
+    return lp[inverse], int(rows.shape[0])
 
 
 # ----------------------------------------------------------------------------------- hint prefixes
@@ -231,8 +268,10 @@ class CoDistillTrainer(Trainer):
                 batch = batch.select(idx)
                 hint, lp_small = batch.extras["hint_mask"], batch.old_logprobs
             ids, mask = batch.sequences()
-            lp_large = sequence_logprobs(self.large.policy, ids, mask, batch.response_ids.shape[1],
-                                         self.cfg.rollout.temperature)[0] * batch.response_mask
+            lp_large, n_unique = distinct_row_logprobs(self.large.policy, ids, mask, batch.response_ids.shape[1],
+                                                       self.cfg.rollout.temperature)
+            lp_large = lp_large * batch.response_mask
+            self._scored = (n_unique, batch.size)
         r_eff = effective_reward(batch.rewards, lp_large, lp_small, batch.response_mask, self.cd.alpha)
         kd = kd_reward(lp_large, lp_small, batch.response_mask * (1 - hint))
         self._kd_all = float(-kd.mean())  # per-token KL(pi_phi || pi_theta) estimate on all generated rollouts
@@ -271,6 +310,7 @@ class CoDistillTrainer(Trainer):
         rec.update({f"time/large_{k}": v for k, v in phases.items()})
         rec["time/step"] += sum(phases.values())
         rec["large/generated_tokens"] = self._large_gen_tokens
+        rec["large/scored_rows"], rec["large/candidate_rows"] = self._scored  # distinct rows scored / rollouts
         rec["kl_small_large"] = self._kd_all
         rec["kd_reward"] = float(-self._kd_all)
         m = batch.response_mask.bool()

@@ -11,12 +11,14 @@ from rollwise.rlvr.codistill import (
     CoDistillTrainer,
     brute_force_maxvar,
     cross_model_targets,
+    distinct_row_logprobs,
+    downsample_groups,
     effective_reward,
     kd_reward,
     maxvar_downsample,
 )
 from rollwise.rlvr.losses import ppo_clip_loss
-from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, tiny_causal_lm
+from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, sequence_logprobs, tiny_causal_lm
 from rollwise.rlvr.run_config import resolve_config
 from rollwise.rlvr.tasks import make_task
 
@@ -105,6 +107,44 @@ def test_maxvar_downsampling_equals_brute_force(m):
             idx = maxvar_downsample(values, g)
             assert idx.numel() == g and idx.unique().numel() == g
             assert float(values[idx].var(unbiased=False)) == pytest.approx(brute_force_maxvar(values, g), abs=1e-12)
+
+
+def test_downsample_groups_keeps_each_groups_maxvar_subset_in_order():
+    gen = torch.Generator().manual_seed(3)
+    n, m, g = 5, 9, 4
+    values = torch.randn(n * m, generator=gen).double()
+    perm = torch.randperm(n * m, generator=gen)  # groups need not be contiguous
+    group_ids = torch.arange(n).repeat_interleave(m)[perm]
+    keep = downsample_groups(values, group_ids, g, "maxvar", seed=0)
+    assert keep.numel() == n * g
+    for gid in range(n):
+        rows = keep[group_ids[keep] == gid]
+        assert torch.all(rows[1:] > rows[:-1])  # original order within the group
+        members = (group_ids == gid).nonzero().squeeze(-1)
+        assert float(values[rows].var(unbiased=False)) == pytest.approx(brute_force_maxvar(values[members], g))
+    assert group_ids[keep].tolist() == sorted(group_ids[keep].tolist())  # groups in id order
+    rand = downsample_groups(values, group_ids, g, "random", seed=1)
+    assert torch.equal(torch.bincount(group_ids[rand]), torch.full((n,), g))
+    assert torch.equal(rand, downsample_groups(values, group_ids, g, "random", seed=1))
+    with pytest.raises(ValueError, match="unequal"):
+        downsample_groups(values[:-1], group_ids[:-1], g, "maxvar", seed=0)
+
+
+def test_large_model_scores_each_distinct_rollout_once(tmp_path):
+    tr = _trainer(tmp_path, "codistill.m=12")
+    with torch.no_grad():  # a peaked small model repeats itself, as a warm-started one does
+        tr.policy.get_output_embeddings().weight.mul_(30.0)
+    batch = tr.rollout(1)  # alpha = 1: the large model scored all M rollouts
+    n_unique, n_rows = tr._scored
+    assert n_rows == 4 * 12 and n_unique < n_rows  # fewer large-model passes than rollouts
+    full = tr.engine.generate([e.prompt for e in tr.sample_prompts(1)], tr.cfg.rollout, 0)
+    ids, mask = full.sequences()
+    t = full.response_ids.shape[1]
+    got, n = distinct_row_logprobs(tr.large.policy, ids, mask, t, 1.0)
+    ref = sequence_logprobs(tr.large.policy, ids, mask, t, 1.0)[0]
+    assert n == torch.unique(ids, dim=0).shape[0]
+    assert torch.allclose(got * full.response_mask, ref * full.response_mask, atol=1e-5)
+    assert batch.size == 4 * 4
 
 
 # ----------------------------------------------------------------------------------- spec 2.2 (5), (6)
