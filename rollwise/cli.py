@@ -33,6 +33,8 @@ BENCHES: dict[str, str] = {
     "explors-linek": "explors_linek.py",
     "imitation-deep-seeds": "imitation_deep_seeds.py",
     "tf-bayes-t2": "tfb_t2.py",
+    "ray-rollout": "ray_rollout.py",
+    "replay-a-re-2-noise": "imitation_re2_noise.py",
 }
 
 

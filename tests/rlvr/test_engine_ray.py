@@ -13,9 +13,9 @@ import torch
 from rollwise.config import ConfigError
 from rollwise.rlvr import commands
 from rollwise.rlvr.engines import SamplingConfig, make_engine
-from rollwise.rlvr.engines.hf import HFEngine
+from rollwise.rlvr.engines.hf import HFEngine, chunk_plan
 from rollwise.rlvr.engines.quantized import QuantizedEngine
-from rollwise.rlvr.engines.ray import RayEngine, RolloutWorker, _connect, chunk_plan, ray_engine_config
+from rollwise.rlvr.engines.ray import RayEngine, RolloutWorker, _connect, ray_engine_config
 from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, sequence_logprobs, tiny_causal_lm
 from rollwise.runlog import read_jsonl
 
@@ -57,13 +57,13 @@ def _assert_same(a, b):
 def test_chunk_plan_is_the_hf_engine_s(tiny, monkeypatch):
     policy, tok = tiny
     seen = []
-    real = HFEngine._generate_chunk
+    real = HFEngine.generate_chunk
 
     def record(self, prompts, sampling, seed):
         seen.append((len(prompts), seed))
         return real(self, prompts, sampling, seed)
 
-    monkeypatch.setattr(HFEngine, "_generate_chunk", record)
+    monkeypatch.setattr(HFEngine, "generate_chunk", record)
     HFEngine(policy, tok, batch_size=CHUNK).generate(PROMPTS, SAMPLING, seed=11)
     assert seen == [(b - a, s) for a, b, s in chunk_plan(30, CHUNK, 11)]
     assert [b - a for a, b, _ in chunk_plan(30, CHUNK, 11)] == [8, 8, 8, 6]
@@ -76,7 +76,7 @@ def test_worker_replica_rebuilt_from_config_samples_like_the_policy(tiny):
         worker.generate_chunk(PROMPTS[:2], SAMPLING, 3)
     worker.load_weights(policy.state_dict())
     ours = worker.generate_chunk(PROMPTS[:4], SAMPLING, 3)
-    theirs = HFEngine(policy, tok)._generate_chunk(PROMPTS[:4], SAMPLING, 3)
+    theirs = HFEngine(policy, tok).generate_chunk(PROMPTS[:4], SAMPLING, 3)
     for x, y in zip(ours, theirs):
         assert torch.equal(x, y)
 
@@ -122,7 +122,7 @@ def test_quantized_replica_matches_the_quantized_engine(tiny):
     worker = RolloutWorker(policy.config, policy.generation_config, tok, policy.dtype, fmt="int8")
     worker.load_weights(policy.state_dict())
     reference = QuantizedEngine(policy, tok, fmt="int8")
-    for x, y in zip(worker.generate_chunk(PROMPTS[:4], SAMPLING, 4), reference._generate_chunk(PROMPTS[:4], SAMPLING, 4)):
+    for x, y in zip(worker.generate_chunk(PROMPTS[:4], SAMPLING, 4), reference.generate_chunk(PROMPTS[:4], SAMPLING, 4)):
         assert torch.equal(x, y)
     trained = copy.deepcopy(policy)
     with torch.no_grad():
@@ -130,7 +130,7 @@ def test_quantized_replica_matches_the_quantized_engine(tiny):
             p.add_(0.05 * torch.randn_like(p))
     worker.load_weights(trained.state_dict())  # re-quantized from the new weights
     reference.sync_weights(trained)
-    for x, y in zip(worker.generate_chunk(PROMPTS[:4], SAMPLING, 4), reference._generate_chunk(PROMPTS[:4], SAMPLING, 4)):
+    for x, y in zip(worker.generate_chunk(PROMPTS[:4], SAMPLING, 4), reference.generate_chunk(PROMPTS[:4], SAMPLING, 4)):
         assert torch.equal(x, y)
 
 

@@ -11,6 +11,20 @@ from rollwise.rlvr.engines.base import RolloutEngine, SamplingConfig
 from rollwise.rlvr.models import encode_prompts
 
 
+def chunk_plan(n_rollouts: int, batch_size: int, seed: int) -> list[tuple[int, int, int]]:
+    """``(start, stop, chunk_seed)`` of every chunk of ``n_rollouts``: the seeds of one run's chunks.
+
+    Every engine that splits a batch (in process or over workers) draws its chunk seeds here, so the same
+    seed gives the same rollouts whichever engine runs the chunks.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    plan = []
+    for start in range(0, n_rollouts, batch_size):
+        chunk_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        plan.append((start, min(start + batch_size, n_rollouts), chunk_seed))
+    return plan
+
+
 class HFEngine(RolloutEngine):
     """Batched ancestral sampling with ``model.generate`` (KV cache, left padding, EOS handling).
 
@@ -31,14 +45,11 @@ class HFEngine(RolloutEngine):
     def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int) -> RolloutBatch:
         expanded = [p for p in prompts for _ in range(sampling.n)]
         group_ids = torch.arange(len(prompts)).repeat_interleave(sampling.n)
-        gen = torch.Generator().manual_seed(seed)
-        parts = []
-        for start in range(0, len(expanded), self.batch_size):
-            chunk_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-            parts.append(self._generate_chunk(expanded[start : start + self.batch_size], sampling, chunk_seed))
-        return _concat(parts, expanded, group_ids, self.tokenizer)
+        parts = [self.generate_chunk(expanded[a:b], sampling, chunk_seed)
+                 for a, b, chunk_seed in chunk_plan(len(expanded), self.batch_size, seed)]
+        return concat_chunks(parts, expanded, group_ids, self.tokenizer)
 
-    def _generate_chunk(self, prompts: list[str], sampling: SamplingConfig, seed: int
+    def generate_chunk(self, prompts: list[str], sampling: SamplingConfig, seed: int
                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         model = self.model
         was_training = model.training
@@ -82,7 +93,7 @@ def _pad_right(t: Tensor, width: int, value: float) -> Tensor:
     return torch.cat([t, pad], dim=1)
 
 
-def _concat(parts: list[tuple[Tensor, Tensor, Tensor, Tensor]], prompts: list[str], group_ids: Tensor,
+def concat_chunks(parts: list[tuple[Tensor, Tensor, Tensor, Tensor]], prompts: list[str], group_ids: Tensor,
             tokenizer: PreTrainedTokenizerBase) -> RolloutBatch:
     """Assemble engine chunks into one RolloutBatch with common padding."""
     pw = max(p[0].shape[1] for p in parts)

@@ -38,7 +38,7 @@ from transformers import (
 from rollwise.config import ConfigError
 from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.engines.base import RolloutEngine, SamplingConfig
-from rollwise.rlvr.engines.hf import HFEngine, _concat
+from rollwise.rlvr.engines.hf import HFEngine, chunk_plan, concat_chunks
 from rollwise.rlvr.engines.quantized import FORMATS, QuantizedEngine
 
 #: what one chunk returns: prompt ids (b, P), prompt mask (b, P), response ids (b, T), log-probs (b, T)
@@ -98,16 +98,6 @@ def ray_engine_config(params: dict[str, Any]) -> RayEngineConfig:
     return cfg
 
 
-def chunk_plan(n_rollouts: int, batch_size: int, seed: int) -> list[tuple[int, int, int]]:
-    """``(start, stop, chunk_seed)`` of every chunk, drawn exactly as :meth:`HFEngine.generate` draws them."""
-    gen = torch.Generator().manual_seed(seed)
-    plan = []
-    for start in range(0, n_rollouts, batch_size):
-        chunk_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        plan.append((start, min(start + batch_size, n_rollouts), chunk_seed))
-    return plan
-
-
 class RolloutWorker:
     """One model replica. Ray runs it as an actor; it is a plain class, so it also runs in process.
 
@@ -145,7 +135,7 @@ class RolloutWorker:
         """One chunk, sampled by the HF engine's own chunk function (so ``seed`` means what it means there)."""
         if self.engine is None:
             raise RuntimeError("RolloutWorker.generate_chunk before load_weights: the replica has no weights yet")
-        return self.engine._generate_chunk(prompts, sampling, seed)
+        return self.engine.generate_chunk(prompts, sampling, seed)
 
 
 def _import_ray():
@@ -228,7 +218,7 @@ class RayEngine(RolloutEngine):
         plain = SamplingConfig(**{f.name: getattr(sampling, f.name) for f in dataclasses.fields(SamplingConfig)})
         futures = [self.workers[i % len(self.workers)].generate_chunk.remote(expanded[a:b], plain, chunk_seed)
                    for i, (a, b, chunk_seed) in enumerate(chunk_plan(len(expanded), self.batch_size, seed))]
-        return _concat(self._ray.get(futures), expanded, group_ids, self.tokenizer)
+        return concat_chunks(self._ray.get(futures), expanded, group_ids, self.tokenizer)
 
     def close(self) -> None:
         """Kill the actors (the Ray session itself stays up until the process exits or ``ray.shutdown``)."""
