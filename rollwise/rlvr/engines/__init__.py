@@ -27,7 +27,7 @@ def make_engine(name: str, policy, tokenizer, **params) -> RolloutEngine:
     module, cls = ENGINES[name].split(":")
     if importlib.util.find_spec(module) is None:
         raise ConfigError(f"rollout.engine={name!r} is planned but not implemented in this version of rollwise; "
-                          f"available now: hf, quantized")
+                          f"available now: hf, quantized, ray")
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
