@@ -1,14 +1,15 @@
-"""Verifiable tasks: ADD-3 (``add3``), MakeN (``make_n``), Countdown (``countdown``) and maths data sets on
-local disk (``dataset``). Build one with ``make_task(name, **params)``."""
+"""Verifiable tasks: ADD-3 (``add3``), MakeN (``make_n``), Countdown (``countdown``), Reverse (``reverse``) and
+maths data sets on local disk (``dataset``). Build one with ``make_task(name, **params)``."""
 
 from rollwise.rlvr.tasks.arithmetic import Add3, Add3Params
 from rollwise.rlvr.tasks.base import Example, Task, collate_columns, make_task, register_task, task_names
 from rollwise.rlvr.tasks.countdown import Countdown, CountdownParams
 from rollwise.rlvr.tasks.datasets import DatasetError, DatasetParams, MathDataset
 from rollwise.rlvr.tasks.make_n import MakeN, MakeNParams, canonical_form, correct_set
+from rollwise.rlvr.tasks.reverse import Reverse, ReverseParams
 
 __all__ = [
     "Add3", "Add3Params", "Countdown", "CountdownParams", "DatasetError", "DatasetParams", "Example", "MakeN",
-    "MakeNParams", "MathDataset", "Task", "canonical_form", "collate_columns", "correct_set", "make_task",
-    "register_task", "task_names",
+    "MakeNParams", "MathDataset", "Reverse", "ReverseParams", "Task", "canonical_form", "collate_columns",
+    "correct_set", "make_task", "register_task", "task_names",
 ]
