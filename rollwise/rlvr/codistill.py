@@ -4,7 +4,7 @@ together, and only the small model generates full rollouts.
 One step (spec 1.6), reusing the stages of :class:`~rollwise.rlvr.trainer.Trainer`::
 
     batch    = small.rollout(step)  with n = M              # (optional large-model hint prefix, epoch 1)
-    lp_large = large.logprob(batch)                          # no grad
+    lp_large = large.logprob(batch)                          # no grad; each distinct rollout once
     r~       = r + alpha * r_KD,  r_KD = mean_t(lp_large - lp_small_old)        (spec 1.2)
     keep     = max-variance downsampling of r~, M -> G per prompt                (spec 1.4, inferred rule)
     A~       = group_norm(r~[keep]);  A^ = group_norm(r[keep])                   (spec 1.2 / 1.3)
