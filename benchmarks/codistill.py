@@ -229,6 +229,59 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[dict[str, Any], dict[
     return res, curves
 
 
+def scoring_profile(args: argparse.Namespace, seed: int, reps: int = 10) -> int:
+    """``--scoring-profile``: at seed ``seed``'s warm starts, time the large model's teacher-forced pass over all
+    rollouts against one pass per distinct rollout (``distinct_row_logprobs``), on CoDistill's M small-model
+    rollouts and on GRPO-large's G large-model rollouts, alternating, ``reps`` times. Writes
+    codistill_scoring.{json,md}."""
+    import torch
+
+    from rollwise.report import markdown_table
+    from rollwise.rlvr.codistill import distinct_row_logprobs
+    from rollwise.rlvr.evaluate import sample_and_score
+    from rollwise.rlvr.models import sequence_logprobs
+    from rollwise.rlvr.run_config import resolve_config
+    from rollwise.rlvr.tasks import make_task
+    from rollwise.runlog import seed_everything
+
+    seed_everything(seed)
+    cfg = resolve_config(algorithm="codistill", overrides=base_overrides(args, seed))
+    task = make_task(cfg.task.name, **cfg.task.params)
+    small, large, tok, info = warm_start(args, cfg, task, seed)
+    pool = task.examples("train")
+    times: dict[str, list[float]] = {}
+    rows: dict[str, list[int]] = {}
+    for rep in range(reps):
+        pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(rep))[: args.prompts]
+        prompts = [pool[i] for i in pick]
+        for who, model, n in (("cd_small_rollouts", small, cfg.codistill.m),
+                              ("grpo_large_rollouts", large, cfg.codistill.g)):
+            batch, _, _ = sample_and_score(model, tok, task, cfg, prompts, n, 1000 + rep)
+            ids, mask = batch.sequences()
+            t = batch.response_ids.shape[1]
+            with torch.no_grad():
+                for how in ("all", "distinct") if rep % 2 else ("distinct", "all"):
+                    t0 = time.perf_counter()
+                    if how == "all":
+                        sequence_logprobs(large, ids, mask, t)
+                    else:
+                        rows.setdefault(who, []).append(distinct_row_logprobs(large, ids, mask, t, 1.0)[1])
+                    times.setdefault(f"{who}/{how}", []).append(time.perf_counter() - t0)
+    table = [{"rollouts": who, "rows": n * args.prompts, "distinct rows (mean)": f"{statistics.fmean(rows[who]):.1f}",
+              "ms, all rows": f"{1000 * statistics.median(times[f'{who}/all']):.1f}",
+              "ms, distinct rows": f"{1000 * statistics.median(times[f'{who}/distinct']):.1f}"}
+             for who, n in (("cd_small_rollouts", cfg.codistill.m), ("grpo_large_rollouts", cfg.codistill.g))]
+    md = ["# CoDistill: large-model scoring, all rollouts vs distinct rollouts", "",
+          f"Command: `rollwise bench codistill --scoring-profile --seeds {seed}`; warm starts {info}; "
+          f"{args.prompts} training prompts per repetition, {reps} repetitions alternating the two ways; "
+          "median times of the large model's no-grad teacher-forced pass (1 thread, shared CPU).", "",
+          markdown_table(table), ""]
+    write_results("codistill_scoring", {"info": info, "times": times, "rows": rows, "table": table},
+                  "\n".join(md), out_dir=Path(args.results))
+    print("\n".join(md))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rollwise bench codistill")
     ap.add_argument("--quick", action="store_true", help="1 seed, few steps (a smoke run, not a measurement)")
@@ -248,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3, help="small-model RL learning rate")
     ap.add_argument("--large-lr", type=float, default=3e-4, help="large-model RL learning rate")
     ap.add_argument("--is-mode", default="truncated", choices=["truncated", "ppo_clip"])
+    ap.add_argument("--scoring-profile", action="store_true",
+                    help="only time the large model's scoring of all vs distinct rollouts (first seed's warm starts)")
     ap.add_argument("--out", default="runs/bench-codistill")
     ap.add_argument("--results", default=str(RESULTS), help="folder of codistill.{json,md,png}")
     args = ap.parse_args(argv)
@@ -264,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_transformers()
     set_threads(1)
     torch.set_num_threads(1)
+    if args.scoring_profile:
+        return scoring_profile(args, seeds[0])
     per_seed: dict[int, dict[str, Any]] = {}
     curves: dict[str, list[list[float]]] = {}
     t_all = time.perf_counter()
@@ -317,8 +374,8 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
         check(f"small {metric}: CoDistill(a=1) - CoDistill(a=0)", d, ">= 0.01", d >= 0.01,
               _wins(per_seed, "cd_a1", "cd_a0", key))
     kl_down = [_ends(c)[1] < _ends(c)[0] for c in curves.get("cd_a1", [])]
-    check("small: train KL(small||large), mean of last vs first 10% of steps, goes down (a=1)", f"{sum(kl_down)}/{len(kl_down)} seeds", "all seeds",
-          all(kl_down) and bool(kl_down))
+    check("small: train KL(small||large), mean of last vs first 10% of steps, goes down (a=1)",
+          f"{sum(kl_down)}/{len(kl_down)} seeds", "all seeds", all(kl_down) and bool(kl_down))
     for metric in ("pass1", "greedy"):
         key = f"large_{metric}"
         ratio = cd[key] / max(means["grpo_large"][key], 1e-9)
