@@ -293,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     md = [
         "# Diversity among correct answers: GRPO vs UCPO (ucpo.md 3.2)", "",
         f"Command: `{command}`  ", f"Seeds {seeds}; {steps} RL steps per method; warm start {sft_steps} SFT steps; "
-        f"RL lr {args.lr:g}; wall {wall / 60:.1f} min on a shared 2-core CPU (contended: about 8 jobs on 2 cores, so times are "
-        "inflated 5-10x).", "",
+        f"RL lr {args.lr:g}; wall {wall / 60:.1f} min on a shared 2-core CPU (contended by other jobs, so times are "
+        "inflated several-fold).", "",
         "## Tabular bandit (K=60, C=15, G=8, 16 groups/step, lr 0.1, 600 steps, seeds 0-2)", "",
         markdown_table(bandit_rows), "", *[f"- {c}" for c in bandit_checks], "",
         f"## MakeN, design {args.design} (3 operands, digits 1-9; held-out targets; 64 samples per target, "
