@@ -189,3 +189,58 @@ def test_sampled_evaluation_measures_the_full_precision_policy(tmp_path):
     hf, quant = evaluate("hf"), evaluate("quantized")
     assert set(hf) == {"eval/accuracy", "eval/reward"}
     assert quant == hf
+
+
+# ---- benchmarks/quantized_rollout.py: design presets and spec 5.4 summaries ----------------------------------
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "quantized_rollout.py"
+    spec = importlib.util.spec_from_file_location("bench_quantized_rollout", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_designs_resolve_to_valid_configs(tmp_path):
+    from rollwise.rlvr.run_config import resolve_config
+
+    bench = _bench()
+    v2 = bench.parse_args([])
+    assert (v2.task, v2.op, v2.fmt, v2.steps, bench.result_name(v2)) == ("reverse", "sort", "int4", 100,
+                                                                          "quantized_rollout")
+    cfg = resolve_config(base=bench.base_config(v2, 0, tmp_path))
+    assert cfg.task.params == {"op": "sort", "length": 16, "alphabet": "abcdefgh", "sft_noise": 0.0}
+    assert cfg.rollout.max_new_tokens == 20 and cfg.rollout.temperature == 1.0
+    v1 = bench.parse_args(["--design", "v1", "--steps", "7"])
+    assert (v1.task, v1.fmt, v1.steps, v1.runs, bench.result_name(v1)) == (
+        "add3", "int3", 7, "runs/bench-quantized-rollout", "quantized_rollout_v1")
+    assert bench.result_name(bench.parse_args(["--quick"])) == "quantized_rollout_quick"
+
+
+def test_bench_spec_checks_on_synthetic_runs():
+    bench = _bench()
+    steps = range(1, 31)
+
+    def run(gap: float, lam0: float, lam1: float, acc: float) -> list[dict]:
+        recs = [{"step": s, "entropy": 1.0 - s / 40, "mismatch/abs_log_ratio": gap * s,
+                 "mismatch/ess_ratio": 1.0 - gap * s, "ais/lambda": lam0 + (lam1 - lam0) * s / 30,
+                 "accuracy": 0.5, "grad_norm": 1.0} for s in steps]
+        return [*recs, {"step": 30, bench.FINAL: acc, "final/test_exact": acc}]
+
+    runs = {"fp32": {0: run(0.0, 0, 0, 0.60), 1: run(0.0, 0, 0, 0.70)},
+            "quant-none": {0: run(0.01, 0, 0, 0.40), 1: run(0.01, 0, 0, 0.50)},
+            "quant-ais": {0: run(0.01, 0.2, 0.6, 0.62), 1: run(0.01, 0.2, 0.6, 0.66)}}
+    seed_rows = bench.per_seed(runs)
+    ais0 = next(r for r in seed_rows if r["arm"] == "quant-ais" and r["seed"] == 0)
+    assert ais0["corr_delta_entropy"] == pytest.approx(-1.0) and ais0["corr_ess_entropy"] == pytest.approx(1.0)
+    assert ais0["lambda_last10"] > ais0["lambda_first10"] and ais0["acc"] == 0.62
+    rows = [{"arm": a, "acc_mean": sum(bench._final(r, bench.FINAL) for r in by.values()) / 2,
+             "acc_std": 0.0707} for a, by in runs.items()]
+    checks = {c["target"][:3]: c["met"] for c in bench.spec_checks(rows, seed_rows)}
+    assert checks == {"(a)": True, "(b)": True, "(c)": True, "(d)": True}
+    runs["quant-ais"] = {0: run(0.01, 0.6, 0.2, 0.45), 1: run(0.01, 0.6, 0.2, 0.45)}  # falling lambda, far below
+    rows[2]["acc_mean"] = 0.45
+    checks = {c["target"][:3]: c["met"] for c in bench.spec_checks(rows, bench.per_seed(runs))}
+    assert checks["(c)"] is False and checks["(d)"] is False
