@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import SMALL
+from rlvr_small_config import SMALL
 
 from rollwise.config import ConfigError
 from rollwise.rlvr import commands, distributed
