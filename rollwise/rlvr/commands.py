@@ -57,13 +57,13 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
     return model, tokenizer
 
 
-def run_training(cfg: RLVRConfig, resume: bool = False, rollout_shards: int = 0) -> dict[str, Any]:
+def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
     """Build everything from ``cfg``, train, write the report; returns a summary dict.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the data-parallel group (``distributed.py``): rank 0
-    warms up, writes and reports; the others receive its weights. ``rollout_shards`` (0 = the world size)
-    sets how many seeded shards each step's rollouts are drawn in: a 1-process run with ``rollout_shards=N``
-    draws the same batches, and makes the same updates, as an N-rank run.
+    warms up, writes and reports; the others receive its weights. ``train.rollout_shards`` (0 = the world
+    size) sets how many seeded shards each step's rollouts are drawn in: a 1-process run with
+    ``train.rollout_shards=N`` draws the same batches, and makes the same updates, as an N-rank run.
     """
     from rollwise.rlvr import distributed
 
@@ -71,10 +71,10 @@ def run_training(cfg: RLVRConfig, resume: bool = False, rollout_shards: int = 0)
         if dp.enabled and cfg.codistill.enabled:
             raise ConfigError("codistill.enabled: CoDistill-GRPO has no data-parallel mode yet; run it in one "
                               "process (without torchrun)")
-        return _train(cfg, resume, rollout_shards, dp)
+        return _train(cfg, resume, dp)
 
 
-def _train(cfg: RLVRConfig, resume: bool, rollout_shards: int, dp: Any) -> dict[str, Any]:
+def _train(cfg: RLVRConfig, resume: bool, dp: Any) -> dict[str, Any]:
     from rollwise.report import write_run_report
     from rollwise.rlvr.tasks import make_task
     from rollwise.rlvr.trainer import Trainer
@@ -98,8 +98,6 @@ def _train(cfg: RLVRConfig, resume: bool, rollout_shards: int, dp: Any) -> dict[
         trainer = CoDistillTrainer(cfg, policy, tokenizer, task, large)
     else:
         trainer = Trainer(cfg, policy, tokenizer, task)
-    if rollout_shards:
-        trainer.rollout_shards = rollout_shards
     final = trainer.fit(resume=resume)
     summary: dict[str, Any] = {"run_dir": str(run_dir), **final}
     if cfg.run.report and dp.is_main:

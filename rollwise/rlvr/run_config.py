@@ -74,6 +74,7 @@ class TrainSection:
     ppo_epochs: int = 1  # passes over each rollout batch
     mini_batches: int = 1  # optimizer steps per epoch
     micro_batch_size: int = 0  # gradient accumulation chunk in sequences (0 = whole mini-batch)
+    rollout_shards: int = 0  # seeded rollout shards per step (0 = world size); 1 process with N = an N-rank run's batches
     lr: float = 1e-4  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # decay after warm-up

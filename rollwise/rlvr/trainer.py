@@ -78,7 +78,8 @@ class Trainer:
         self.train_pool: list[Example] = self.task.examples("train")
         #: contiguous rollout shards per step (a multiple of the world size); the batch depends on it, so a
         #: 1-process run with ``rollout_shards = N`` draws exactly the rollouts of an N-rank run
-        self.rollout_shards = self.dp.world_size
+        self.rollout_shards = cfg.train.rollout_shards or self.dp.world_size
+        self.dp.local_shards(self.rollout_shards)  # a multiple of the world size, or a ConfigError
         distributed.shard_bounds(min(cfg.train.prompts_per_step, len(self.train_pool)), 0, self.rollout_shards)
         self.dp.broadcast_parameters(self.policy)  # every rank starts from rank 0's weights
         self.test_pool: list[Example] = self.task.examples("test")[: cfg.train.eval_prompts]

@@ -3,7 +3,7 @@ process on the same global batch; only rank 0 writes; resume works; bad shard co
 
 The 2-rank runs go through ``commands.run_training`` (the ``rollwise train`` path) in processes spawned
 with the torchrun environment variables; the 1-process references draw the same rollouts with
-``rollout_shards=2`` (see the module docstring of ``distributed.py``).
+``train.rollout_shards=2`` (see the module docstring of ``distributed.py``).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Spawn the 2-rank runs and, meanwhile, run the 1-process references (rollout_shards=2)."""
+    """Spawn the 2-rank runs and, meanwhile, run the 1-process references (train.rollout_shards=2)."""
     root = tmp_path_factory.mktemp("ddp")
     (root / "params").mkdir()
     (root / "ref").mkdir()
@@ -118,7 +118,7 @@ def runs(tmp_path_factory):
         mpatch.setenv("ROLLWISE_NO_PROGRESS", "1")
         _patch_reward()
         for name in COMBOS:
-            commands.run_training(_config(root / "ref", name), rollout_shards=WORLD)
+            commands.run_training(_config(root / "ref", name, f"train.rollout_shards={WORLD}"))
     while not ctx.join():
         pass
     return root
