@@ -244,3 +244,25 @@ def test_bench_spec_checks_on_synthetic_runs():
     rows[2]["acc_mean"] = 0.45
     checks = {c["target"][:3]: c["met"] for c in bench.spec_checks(rows, bench.per_seed(runs))}
     assert checks["(c)"] is False and checks["(d)"] is False
+
+
+def test_skip_nothing_quantizes_a_tied_lm_head_but_not_the_embeddings(tiny):
+    """``skip=()`` must quantize the tied head in the copy only; the embeddings and the policy's tie stay exact."""
+    import copy
+
+    policy, tok = copy.deepcopy(tiny[0]), tiny[1]  # changed below; deepcopy keeps the tie
+    assert policy.lm_head.weight is policy.model.embed_tokens.weight  # the tiny models tie them
+    engine = QuantizedEngine(policy, tok, fmt="int4", skip=())
+    assert "lm_head" in engine.linear_names
+    copy_ = engine.model
+    torch.testing.assert_close(copy_.lm_head.weight, fake_quantize(policy.lm_head.weight.detach(), "int4"))
+    assert torch.equal(copy_.model.embed_tokens.weight, policy.model.embed_tokens.weight)
+    assert not torch.equal(copy_.lm_head.weight, copy_.model.embed_tokens.weight)
+    assert policy.lm_head.weight is policy.model.embed_tokens.weight
+    head_kept = QuantizedEngine(policy, tok, fmt="int4")  # default skip: lm_head in full precision
+    assert torch.equal(head_kept.model.lm_head.weight, policy.lm_head.weight)
+    with torch.no_grad():  # a changed policy: the untied head follows it on sync
+        policy.model.embed_tokens.weight.add_(0.01)
+        engine.sync_weights(policy)
+        torch.testing.assert_close(copy_.lm_head.weight, fake_quantize(policy.lm_head.weight.detach(), "int4"))
+        assert torch.equal(copy_.model.embed_tokens.weight, policy.model.embed_tokens.weight)

@@ -69,6 +69,22 @@ def quantized_linear_names(model: nn.Module, skip: tuple[str, ...] = ("lm_head",
             if isinstance(mod, nn.Linear) and not any(name.split(".")[-1] == s for s in skip)]
 
 
+def _untie(model: nn.Module, names: list[str]) -> None:
+    """Give each Linear in ``names`` whose weight is shared (a tied ``lm_head``) a weight of its own.
+
+    Without this a tied head is skipped (parameters are de-duplicated by name) or, quantized in place, would
+    quantize the input embeddings too. Only the engine's copy is untied; ``sync_weights`` reads the source
+    weight through the module, so the trainer's tie is untouched.
+    """
+    seen: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        seen[id(p)] = seen.get(id(p), 0) + 1
+    for name in names:
+        mod = model.get_submodule(name)
+        if seen.get(id(mod.weight), 0) > 1:
+            mod.weight = nn.Parameter(mod.weight.detach().clone(), requires_grad=False)
+
+
 def _quantize_int8_packed(weight: Tensor) -> Tensor:
     """Per-output-channel symmetric qint8 tensor of ``weight`` (out, in), as ``quantize_dynamic`` builds it."""
     scales = (weight.abs().amax(dim=1).clamp_min(1e-12) / 127.5).double()
@@ -114,6 +130,7 @@ class QuantizedEngine(HFEngine):
         self.skip = tuple(skip)
         copy_ = copy.deepcopy(policy).eval().requires_grad_(False)
         self.linear_names = quantized_linear_names(copy_, self.skip)
+        _untie(copy_, self.linear_names)
         if fmt == "int8_dynamic":
             copy_ = self._to_dynamic_int8(copy_)
         elif activations:
@@ -137,7 +154,6 @@ class QuantizedEngine(HFEngine):
         Quantized Linear weights get ``fake_quantize`` (or int8 re-packing for ``int8_dynamic``); every other
         parameter and buffer is copied as is.
         """
-        src_params = dict(policy.named_parameters())
         src_modules = dict(policy.named_modules())
         quantized = set(self.linear_names)
         if self.fmt == "int8_dynamic":
@@ -147,10 +163,8 @@ class QuantizedEngine(HFEngine):
                 self.model.get_submodule(name).set_weight_bias(_quantize_int8_packed(src.weight), bias)
         for name, p in self.model.named_parameters():
             module_name, _, leaf = name.rpartition(".")
-            if module_name in quantized and leaf == "weight":
-                p.copy_(fake_quantize(src_params[name].detach(), self.fmt))
-            else:
-                p.copy_(src_params[name].detach())
+            src = getattr(src_modules[module_name], leaf).detach()  # by module: the copy may be untied
+            p.copy_(fake_quantize(src, self.fmt) if module_name in quantized and leaf == "weight" else src)
         src_buffers = dict(policy.named_buffers())
         for name, b in self.model.named_buffers():
             if name in src_buffers:
