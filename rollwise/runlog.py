@@ -76,8 +76,13 @@ class RunLog:
         self.path = self.run_dir / filename
         self._tb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # optional extra
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # optional extra
+            except ImportError as e:
+                from rollwise.config import ConfigError
 
+                raise ConfigError(f"run.tensorboard=true needs the tensorboard package ({e}); install it with "
+                                  f"pip install 'rollwise[tensorboard]' or set run.tensorboard=false") from e
             self._tb = SummaryWriter(str(self.run_dir / "tb"))
 
     def truncate_after(self, step: int, key: str = "step") -> None:
