@@ -325,14 +325,12 @@ class Trainer:
     def _prepare_estimator(self) -> None:
         """The estimator's one-off stage (e.g. BASIS's offline rollouts): on rank 0 only, then its state
         (the same ``state_dict`` a checkpoint holds) and the rollout count are sent to every rank."""
-        if not self.dp.enabled:
-            self.estimator.prepare(self)
-            return
         if self.dp.is_main:
             self.estimator.prepare(self)
-        state, self.rollouts_generated = self.dp.broadcast(
-            (self.estimator.state_dict(), self.rollouts_generated) if self.dp.is_main else None)
-        self.estimator.load_state_dict(state)
+        if self.dp.enabled:
+            state, self.rollouts_generated = self.dp.broadcast(
+                (self.estimator.state_dict(), self.rollouts_generated) if self.dp.is_main else None)
+            self.estimator.load_state_dict(state)
 
     def _evaluate_on_main(self) -> dict[str, float]:
         """``evaluate`` on rank 0, its result on every rank (the others do not evaluate)."""

@@ -122,12 +122,11 @@ class RolloutWorker:
     def load_weights(self, state_dict: dict[str, Tensor]) -> bool:
         """Copy ``state_dict`` into the replica (strict) and refresh the quantized copy when ``fmt`` is set."""
         self.model.load_state_dict(state_dict)
-        if self.fmt is None:
-            self.engine = HFEngine(self.model, self.tokenizer)
-        elif self.engine is None:
-            self.engine = QuantizedEngine(self.model, self.tokenizer, fmt=self.fmt, activations=self.activations)
+        if self.engine is None:
+            self.engine = HFEngine(self.model, self.tokenizer) if self.fmt is None else \
+                QuantizedEngine(self.model, self.tokenizer, fmt=self.fmt, activations=self.activations)
         else:
-            self.engine.sync_weights(self.model)
+            self.engine.sync_weights(self.model)  # HFEngine: same model object; quantized: re-quantize
         return True
 
     @torch.no_grad()
