@@ -54,7 +54,21 @@ DESIGNS: dict[str, dict[str, Any]] = {
                      "task.params.sft_rank=lex", "model.tiny.hidden_size=64", "model.tiny.num_layers=2",
                      "model.tiny.intermediate_size=256"],
            "steps": 300, "sft_steps": 1500, "methods": GRPO_AND_IQ},
+    # v3: v2's task and model with the regime fixed (docs/ucpo.md "Benchmark design v3"), chosen from GRPO-only
+    # pilots on a separate seed (9) before any UCPO run: 700 SFT steps put the training targets at moderate
+    # pass@1 (0.34 on seed 0) and RL lr 1e-4 keeps the training groups mixed (reward 0.19 -> 0.57 over 300 steps)
+    # with distinct correct answers inside them for about 150 steps; v2 saturated (0.96 reward by step 61) and
+    # collapsed within groups by step ~30, where no UCPO estimator has anything to act on. The sequence-q
+    # variant (a flag, not the authors' setting) is a secondary row, as in v1.
+    "v3": {"setup": [*COMMON, "task.params.ops=+-*", "task.params.min_correct=8", "task.params.max_target=60",
+                     "task.params.sft_rank=lex", "model.tiny.hidden_size=64", "model.tiny.num_layers=2",
+                     "model.tiny.intermediate_size=256"],
+           "steps": 300, "sft_steps": 700, "lr": 1e-4,
+           "methods": {**GRPO_AND_IQ, "UCPO tau=0.5 seq-logp": [
+               "algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
+               "algorithm.estimator_params.length_norm=false"]}},
 }
+DEFAULT_DESIGN = "v2"
 SETUP: list[str] = DESIGNS["v2"]["setup"]
 METHODS: dict[str, list[str]] = DESIGNS["v2"]["methods"]
 PAPER = {"pass@64 (AIME24)": "+10 points (UCPO vs GRPO, up to)", "equation-level diversity": "+45% (up to)",
@@ -243,28 +257,38 @@ def warm_screen(seeds: list[int], sft_steps: int, setup: list[str], methods: dic
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rollwise bench diversity")
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 RL steps, short warm start")
-    ap.add_argument("--design", default="v2", choices=sorted(DESIGNS), help="benchmark design (docs/ucpo.md)")
+    ap.add_argument("--design", default=DEFAULT_DESIGN, choices=sorted(DESIGNS), help="benchmark design (docs/ucpo.md)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override on top of the design (design screen only)")
     ap.add_argument("--warm-only", action="store_true",
                     help="only build and evaluate the warm starts (the design screen; trains no method)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; quick: 0)")
+    ap.add_argument("--methods", default=None,
+                    help="comma-separated subset of the design's methods (GRPO always runs; e.g. GRPO for a pilot)")
     ap.add_argument("--steps", type=int, default=None, help="RL steps per method (default: the design's; quick 40)")
     ap.add_argument("--sft-steps", type=int, default=None,
                     help="warm-start steps (default: the design's; quick 150)")
-    ap.add_argument("--lr", type=float, default=3e-4, help="RL learning rate (AdamW)")
+    ap.add_argument("--lr", type=float, default=None, help="RL learning rate (AdamW; default: the design's, else 3e-4)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="folder for json/md/plots (default benchmarks/results)")
     ap.add_argument("--runs", default="runs/bench-diversity", help="scratch folder of the training runs")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
     design = DESIGNS[args.design]
+    lr_given = args.lr is not None
+    args.lr = args.lr if lr_given else design.get("lr", 3e-4)
     setup, methods = [*design["setup"], *args.set], design["methods"]
+    if args.methods:
+        wanted = {"GRPO", *(m.strip() for m in args.methods.split(","))}
+        unknown = sorted(wanted - set(methods))
+        if unknown:
+            ap.error(f"--methods: unknown {unknown}; valid choices: {', '.join(methods)}")
+        methods = {m: o for m, o in methods.items() if m in wanted}
     steps = args.steps or (40 if args.quick else design["steps"])
     sft_steps = args.sft_steps or (150 if args.quick else design["sft_steps"])
     eval_every = max(1, steps // (4 if args.quick else 8))
     out = Path(args.out) if args.out else RESULTS
-    name = "diversity" + ("" if args.design == "v2" else f"_{args.design}") + ("_quick" if args.quick else "")
+    name = "diversity" + ("" if args.design == DEFAULT_DESIGN else f"_{args.design}") + ("_quick" if args.quick else "")
 
     from rollwise.report import markdown_table
     from rollwise.rlvr.commands import _quiet_transformers
@@ -283,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     figures = plot_curves(per_seed, out, name)
     wall = time.perf_counter() - t_all
     command = "rollwise bench diversity" + (" --quick" if args.quick else "") + \
-        (f" --design {args.design}" if args.design != "v2" else "") + "".join(f" --set {x}" for x in args.set) + \
-        (f" --seeds {args.seeds}" if args.seeds else "") + (f" --steps {args.steps}" if args.steps else "") + \
-        (f" --sft-steps {args.sft_steps}" if args.sft_steps else "") + (f" --lr {args.lr:g}" if args.lr != 3e-4 else "")
+        (f" --design {args.design}" if args.design != DEFAULT_DESIGN else "") + "".join(f" --set {x}" for x in args.set) + \
+        (f" --seeds {args.seeds}" if args.seeds else "") + (f" --methods '{args.methods}'" if args.methods else "") + (f" --steps {args.steps}" if args.steps else "") + \
+        (f" --sft-steps {args.sft_steps}" if args.sft_steps else "") + (f" --lr {args.lr:g}" if lr_given else "")
     warm = {k: _mean([s["warm_start"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
     table = [{"method": "warm start (SFT)", **warm}] + [{"method": m, **v} for m, v in means.items()]
     warm_tr = {k: _mean([s["warm_start_train_targets"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
