@@ -16,4 +16,8 @@ fi
 # CPU build only: never let a dependency resolve torch to a multi-GB CUDA wheel.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# verl's registries for the verl integration tests (rollwise/rlvr/integrations/verl.py): verl itself without its
+# dependencies (they would downgrade transformers and pull GPU-only packages), plus the light ones its registries need.
+.venv/bin/python -m pip install --quiet --no-deps "verl==0.9.1" "tensordict==0.10.0" "omegaconf==2.4.0" \
+  "pyvers==0.2.3" "codetiming==1.4.0" "orjson==3.13.0" cloudpickle
 echo "$want" > "$stamp"
