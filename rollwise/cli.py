@@ -28,6 +28,7 @@ BENCHES: dict[str, str] = {
     "value-mse": "value_mse.py",
     "policy": "policy_compare.py",
     "quantized-rollout": "quantized_rollout.py",
+    "ais-exact-training": "ais_exact_training.py",
     "diversity": "diversity.py",
     "codistill": "codistill.py",
     "explors-linek": "explors_linek.py",
@@ -35,6 +36,7 @@ BENCHES: dict[str, str] = {
     "tf-bayes-t2": "tfb_t2.py",
     "ray-rollout": "ray_rollout.py",
     "replay-a-re-2-noise": "imitation_re2_noise.py",
+    "decode-vs-score": "decode_vs_score.py",
 }
 
 
