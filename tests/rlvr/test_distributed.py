@@ -53,13 +53,19 @@ def _digits(prompts, completions, **kw):
     return [sum(ch.isdigit() for ch in c) / 5 for c in completions]
 
 
-def _patch_reward() -> None:
+def _patch_reward(mpatch: pytest.MonkeyPatch | None = None) -> None:
+    """Add the dense ``_digits`` reward to Add3; with ``mpatch`` the change is undone when its context ends
+    (the test process), without it it lasts (a spawned rank)."""
     from rollwise.rlvr.tasks.arithmetic import Add3
 
     if not getattr(Add3, "_dense_for_test", False):
         base = Add3.reward_funcs
-        Add3.reward_funcs = lambda self: [*base(self), _digits]
-        Add3._dense_for_test = True
+        if mpatch is None:
+            Add3.reward_funcs = lambda self: [*base(self), _digits]
+            Add3._dense_for_test = True
+        else:
+            mpatch.setattr(Add3, "reward_funcs", lambda self: [*base(self), _digits])
+            mpatch.setattr(Add3, "_dense_for_test", True, raising=False)
 
 
 def _config(root: Path, name: str, *extra: str):
@@ -116,7 +122,7 @@ def runs(tmp_path_factory):
     ctx = mp.spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD, join=False)
     with pytest.MonkeyPatch.context() as mpatch:
         mpatch.setenv("ROLLWISE_NO_PROGRESS", "1")
-        _patch_reward()
+        _patch_reward(mpatch)
         for name in COMBOS:
             commands.run_training(_config(root / "ref", name, f"train.rollout_shards={WORLD}"))
     while not ctx.join():
