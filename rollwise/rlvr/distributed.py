@@ -16,6 +16,14 @@ The contract: N ranks with a global batch of P prompts make the same update as o
   sums the gradients, so clipping and the optimizer step see the single-process gradient.
 
 Only rank 0 writes logs, reports and checkpoints; the trainer (``trainer.py``) does the bookkeeping.
+
+``train.parallel = "fsdp2"`` shards the trained policy instead of replicating it (:func:`shard_model`:
+``fully_shard`` per decoder layer and on the root, on a 1-D mesh): parameters, gradients and AdamW state
+live in 1/N shards, FSDP2's reduce-scatter SUMS the gradients (the same contract as
+:meth:`DataParallel.sum_gradients`), and the full weights are gathered (:func:`full_state_dict`) into a
+gradient-free replica after each update, which generates, scores, evaluates and is checkpointed. The
+optimizer state is gathered for checkpoints in the index-keyed layout of ``optimizer.state_dict()``
+(:func:`full_optimizer_state_dict`), so checkpoints look the same whichever mode wrote them.
 """
 
 from __future__ import annotations
@@ -118,6 +126,14 @@ class DataParallel:
             p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
             offset += n
 
+    def max_over_ranks(self, value: int) -> int:
+        """The largest ``value`` over the ranks."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t)
+
 
 def current() -> DataParallel:
     """The data-parallel group of this process: the default process group if initialised, else single."""
@@ -150,6 +166,85 @@ def process_group_from_env(backend: str | None = None) -> Iterator[DataParallel]
     finally:
         if created:
             dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------ FSDP2
+def shard_model(module: torch.nn.Module) -> torch.nn.Module:
+    """Shard ``module`` in place with FSDP2 over the default group: ``fully_shard`` on every decoder layer
+    (the classes in the Hugging Face model's ``_no_split_modules``), then on the root.
+
+    Every rank must hold the same weights first (:meth:`DataParallel.broadcast_parameters`); the
+    optimizer must be built afterwards (it sees the sharded ``DTensor`` parameters), and before any
+    forward pass: FSDP2 keeps the root's parameters gathered after a forward until the next backward.
+    Gradients are SUMMED over the ranks (divide factor 1, sum-only collectives: gloo rejects the default
+    ``PREMUL_SUM`` with "Cannot use ReduceOp.PREMUL_SUM with Gloo"); both settings are per FSDP module.
+    Every rank must then run the same number of forward and backward passes of ``module``.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    device = next(module.parameters()).device.type
+    mesh = init_device_mesh(device, (dist.get_world_size(),))
+    blocks = set(getattr(module, "_no_split_modules", None) or ())
+    for sub in list(module.modules()):
+        if sub is not module and type(sub).__name__ in blocks:
+            fully_shard(sub, mesh=mesh)
+    fully_shard(module, mesh=mesh)
+    for sub in module.modules():
+        if isinstance(sub, FSDPModule):
+            sub.set_gradient_divide_factor(1.0)
+            sub.set_force_sum_reduction_for_comms(True)
+    return module
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def full_tensor(t: Tensor) -> Tensor:
+    """A ``DTensor``'s full value (a collective), any other tensor as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def full_state_dict(module: torch.nn.Module) -> dict[str, Tensor]:
+    """The full (gathered) parameters and buffers of a sharded ``module`` on every rank (a collective)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True))
+
+
+def load_full_state_dict(module: torch.nn.Module, state: dict[str, Tensor]) -> None:
+    """Load full tensors (e.g. a checkpoint's, read by every rank) into a sharded ``module``."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    # a shallow copy: set_model_state_dict replaces the dict's values with shards
+    set_model_state_dict(module, dict(state), options=StateDictOptions(full_state_dict=True))
+
+
+def full_optimizer_state_dict(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The sharded optimizer's full state on every rank (a collective), keyed like ``optimizer.state_dict()``
+    (parameter indices in ``module.named_parameters()`` order, the order the optimizer was given)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    osd = get_optimizer_state_dict(module, optimizer, options=StateDictOptions(full_state_dict=True))
+    index = {name: i for i, (name, _) in enumerate(module.named_parameters())}
+    return {"state": {index[k]: v for k, v in osd["state"].items()},
+            "param_groups": [{**g, "params": [index[k] for k in g["params"]]} for g in osd["param_groups"]]}
+
+
+def load_full_optimizer_state_dict(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                                   state: dict[str, Any]) -> None:
+    """Load an ``optimizer.state_dict()``-layout state (any mode's checkpoint) into a sharded optimizer."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    names = [name for name, _ in module.named_parameters()]
+    osd = {"state": {names[i]: v for i, v in state["state"].items()},
+           "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
+    set_optimizer_state_dict(module, optimizer, osd, options=StateDictOptions(full_state_dict=True))
 
 
 def shard_bounds(n_items: int, shard: int, n_shards: int) -> tuple[int, int]:

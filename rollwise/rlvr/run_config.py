@@ -75,6 +75,7 @@ class TrainSection:
     mini_batches: int = 1  # optimizer steps per epoch
     micro_batch_size: int = 0  # gradient accumulation chunk in sequences (0 = whole mini-batch)
     rollout_shards: int = 0  # seeded rollout shards per step (0 = world size); 1 process with N = an N-rank run's batches
+    parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun: replicate the policy or shard it (FSDP2)
     lr: float = 1e-4  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # decay after warm-up

@@ -15,6 +15,8 @@ Data-parallel (``torchrun``, ``distributed.py``): each rank generates, scores an
 contiguous shard of the prompts; the shards are all-gathered so that every rank holds the global batch
 (advantages, correction and metrics are global); each rank back-propagates its own rows with the loss
 normalised by global counts, and the gradients are summed before clipping. Only rank 0 writes files.
+With ``train.parallel = "fsdp2"`` the trained policy is sharded (FSDP2 sums the gradients) and a full,
+gradient-free replica of it (``rollout_policy``) generates, scores, evaluates and is checkpointed.
 """
 
 from __future__ import annotations
@@ -82,9 +84,15 @@ class Trainer:
         self.dp.local_shards(self.rollout_shards)  # a multiple of the world size, or a ConfigError
         distributed.shard_bounds(min(cfg.train.prompts_per_step, len(self.train_pool)), 0, self.rollout_shards)
         self.dp.broadcast_parameters(self.policy)  # every rank starts from rank 0's weights
+        #: FSDP2 (``train.parallel = "fsdp2"`` under torchrun): ``policy`` is sharded just before the
+        #: optimizer is built; one process or ddp keep it whole (``train.parallel`` is then ignored)
+        self.fsdp = self.dp.enabled and cfg.train.parallel == "fsdp2"
+        #: the full weights that generate, score (no grad), evaluate and are checkpointed: the policy itself,
+        #: or under FSDP2 a gradient-free replica, refreshed from the sharded policy after every update
+        self.rollout_policy = copy.deepcopy(self.policy).requires_grad_(False) if self.fsdp else self.policy
         self.test_pool: list[Example] = self.task.examples("test")[: cfg.train.eval_prompts]
         if self.engine is None:
-            self.engine = make_engine(cfg.rollout.engine, self.policy, self.tokenizer,
+            self.engine = make_engine(cfg.rollout.engine, self.rollout_policy, self.tokenizer,
                                       **{"batch_size": cfg.rollout.batch_size, **cfg.rollout.engine_params})
         self.rewards = RewardRunner(self.task.reward_funcs(), timeout_s=cfg.task.reward_timeout_s,
                                     isolation=cfg.task.reward_isolation)
@@ -95,6 +103,8 @@ class Trainer:
         self.reads = self.estimator.fields_read()
         needs_ref = cfg.algorithm.loss.kl_coef > 0 or "ref_logprobs" in self.reads
         self.ref_policy = copy.deepcopy(self.policy).eval().requires_grad_(False) if needs_ref else None
+        if self.fsdp:
+            distributed.shard_model(self.policy)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.train.lr,
                                            weight_decay=cfg.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -155,13 +165,14 @@ class Trainer:
         with self.timer("logprobs"), torch.no_grad():
             ids, mask = batch.sequences()
             t = batch.response_ids.shape[1]
-            batch.old_logprobs = sequence_logprobs(self.policy, ids, mask, t, cfg.rollout.temperature)[0] \
+            full = self.rollout_policy  # the policy, or its full replica under FSDP2
+            batch.old_logprobs = sequence_logprobs(full, ids, mask, t, cfg.rollout.temperature)[0] \
                 * batch.response_mask
             if self.ref_policy is not None:
                 batch.ref_logprobs = sequence_logprobs(self.ref_policy, ids, mask, t, cfg.rollout.temperature)[0] \
                     * batch.response_mask
             if "prompt_features" in self.reads:
-                batch.prompt_features = prompt_features(self.policy, batch.prompt_ids, batch.prompt_mask)
+                batch.prompt_features = prompt_features(full, batch.prompt_ids, batch.prompt_mask)
         return batch, reward_metrics
 
     def compute_advantages(self, batch: RolloutBatch) -> RolloutBatch:
@@ -177,7 +188,8 @@ class Trainer:
         Every loss term of a micro-batch is weighted by its share of the mini-batch's global count
         (``distributed.loss_share``: tokens for token-mean, sequences for the seq-mean modes), so
         accumulating micro-batches, on one rank or across ranks, gives the gradient of the whole
-        mini-batch. Each rank trains on its own rows only; gradients are summed across ranks before clipping.
+        mini-batch. Each rank trains on its own rows only; gradients are summed across ranks before
+        clipping (under FSDP2 by its reduce-scatter, and every rank runs as many passes: ``_zero_backward``).
         """
         cfg = self.cfg.train
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, self._step, 2))
@@ -195,7 +207,10 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     own = mb_idx[mine[mb_idx]]
                     peaks.append({})
-                    for mc_idx in own.split(cfg.micro_batch_size or len(mb_idx)) if len(own) else ():
+                    chunks = own.split(cfg.micro_batch_size or len(mb_idx)) if len(own) else ()
+                    # FSDP2: every rank runs as many passes (its collectives live in them); count them first
+                    n_passes = self.dp.max_over_ranks(len(chunks)) if self.fsdp else len(chunks)
+                    for mc_idx in chunks:
                         shares = self._shares(token_mask[mc_idx], token_mask[mb_idx], len(mc_idx) / len(mb_idx))
                         metrics = self._loss_backward(batch.select(mc_idx), shares["loss"])
                         for k, v in metrics.items():
@@ -203,17 +218,20 @@ class Trainer:
                                 peaks[-1][k] = max(peaks[-1].get(k, -math.inf), v)
                             else:
                                 sums[k] = sums.get(k, 0.0) + v * shares[METRIC_SHARE.get(k, "rows")]
-                    with self.timer("allreduce"):
-                        self.dp.sum_gradients(self.policy.parameters())
+                    for _ in range(n_passes - len(chunks)):
+                        self._zero_backward(batch.select(mb_idx[:1]))
+                    if not self.fsdp:
+                        with self.timer("allreduce"):
+                            self.dp.sum_gradients(self.policy.parameters())
                     if cfg.max_grad_norm > 0:
                         gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-                        grad_norm += float(gn)
+                        grad_norm += float(distributed.full_tensor(gn))
                     self.optimizer.step()
                     n_updates += 1
             self.scheduler.step()
         self.policy.eval()
         with self.timer("sync"):
-            self.engine.sync_weights(self.policy)
+            self._sync_rollout_policy()
         out = _merge_update_metrics(self.dp.all_gather((sums, peaks)))
         if cfg.max_grad_norm > 0:
             out["grad_norm"] = grad_norm  # computed on the summed gradient: the same on every rank
@@ -243,6 +261,21 @@ class Trainer:
                                     ref_logprobs=mb.ref_logprobs, entropy=entropy, is_weights=mb.is_weights)
         (loss * scale).backward()
         return {**metrics, "loss": float(loss.detach())}
+
+    def _zero_backward(self, mb: RolloutBatch) -> None:
+        """A forward and backward pass that adds exactly zero to every gradient: FSDP2 gathers parameters and
+        reduce-scatters gradients inside these passes, so a rank with fewer micro-batches than another in a
+        mini-batch runs these until the counts match."""
+        ids, mask = mb.sequences()
+        logprobs, _ = sequence_logprobs(self.policy, ids, mask, mb.response_ids.shape[1],
+                                        self.cfg.rollout.temperature)
+        (logprobs.sum() * 0.0).backward()
+
+    def _sync_rollout_policy(self) -> None:
+        """Hand the updated weights to the engine; under FSDP2 gather them into the replica first."""
+        if self.fsdp:
+            self.rollout_policy.load_state_dict(distributed.full_state_dict(self.policy))
+        self.engine.sync_weights(self.rollout_policy)
 
     # ----------------------------------------------------------------------------------- loop
     def train_step(self, step: int) -> dict[str, Any]:
@@ -286,31 +319,38 @@ class Trainer:
         """Exact expected test accuracy for unique-answer tasks; sampled accuracy otherwise.
 
         Both measure the trainer's full-precision policy: sampled evaluation uses an :class:`HFEngine` over
-        ``self.policy``, never the rollout engine (which may be a quantized or remote copy).
+        ``self.rollout_policy`` (the policy, or its full replica under FSDP2), never the rollout engine (which
+        may be a quantized or remote copy).
         """
         if not self.test_pool:
             return {}
         if self.task.unique_answer:
-            v = exact_success_prob(self.policy, self.tokenizer, [e.prompt for e in self.test_pool],
+            v = exact_success_prob(self.rollout_policy, self.tokenizer, [e.prompt for e in self.test_pool],
                                    [e.target or e.answer for e in self.test_pool],
                                    temperature=self.cfg.rollout.temperature)
             return {"eval/exact_accuracy": float(v.mean())}
         sampling = copy.copy(self.cfg.rollout)
         sampling.n = 1
-        engine = HFEngine(self.policy, self.tokenizer, batch_size=self.cfg.rollout.batch_size)
+        engine = HFEngine(self.rollout_policy, self.tokenizer, batch_size=self.cfg.rollout.batch_size)
         batch = engine.generate([e.prompt for e in self.test_pool], sampling, step_seed(self.cfg.train.seed, 0, 3))
         rewards, _ = self.rewards(batch.prompts, batch.completions, batch.truncated.tolist(),
                                   collate_columns(self.test_pool))
         return {"eval/accuracy": float((rewards >= 1.0 - 1e-6).float().mean()), "eval/reward": float(rewards.mean())}
 
     def state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        """The trainer state of a checkpoint (under FSDP2 a collective: the optimizer state is gathered)."""
+        optimizer = distributed.full_optimizer_state_dict(self.policy, self.optimizer) if self.fsdp \
+            else self.optimizer.state_dict()
+        return {"optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
                 "estimator": self.estimator.state_dict(), "correction": self.correction.state_dict(),
                 "rollouts_generated": self.rollouts_generated, "wall": self._wall(),
                 "config": to_dict(self.cfg)}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.fsdp:
+            distributed.load_full_optimizer_state_dict(self.policy, self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.estimator.load_state_dict(state["estimator"])
         self.correction.load_state_dict(state.get("correction", {}))
@@ -353,8 +393,11 @@ class Trainer:
             from rollwise.rlvr.models import load_policy
 
             weights, _ = load_policy(ckpt)
-            self.policy.load_state_dict(weights.state_dict())
-            self.engine.sync_weights(self.policy)
+            if self.fsdp:
+                distributed.load_full_state_dict(self.policy, weights.state_dict())
+            else:
+                self.policy.load_state_dict(weights.state_dict())
+            self._sync_rollout_policy()
             self.load_state(load_trainer_state(ckpt))
             if log is not None:
                 log.truncate_after(self.start_step - 1)
@@ -377,8 +420,9 @@ class Trainer:
                 if log is not None:
                     log.log(rec)
                 if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == cfg.train.steps:
+                    state = self.state() if main or self.fsdp else None  # FSDP2: every rank gathers
                     if main:
-                        save_checkpoint(self.run_dir, step, self.policy, self.tokenizer, self.state(),
+                        save_checkpoint(self.run_dir, step, self.rollout_policy, self.tokenizer, state,
                                         keep=cfg.train.keep_checkpoints)
                     self.dp.barrier()  # no rank runs ahead of the last complete checkpoint
                 acc = last_eval.get("eval/exact_accuracy", last_eval.get("eval/accuracy", float("nan")))

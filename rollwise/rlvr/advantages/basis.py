@@ -317,7 +317,8 @@ class Basis(AdvantageEstimator):
             parts = []
             for start in range(0, len(prompts), 1024):
                 ids, mask = encode_prompts(context.tokenizer, prompts[start:start + 1024])
-                parts.append(prompt_features(context.policy, ids, mask))
+                # the trainer's full weights (under FSDP2 its replica: this stage runs on rank 0 alone)
+                parts.append(prompt_features(context.rollout_policy, ids, mask))
             features = torch.cat(parts)
         r = context.cfg.rollout
         sampling = SamplingConfig(n=p.offline_rollouts, temperature=r.temperature, top_p=r.top_p,

@@ -1,0 +1,205 @@
+"""FSDP2 training (``train.parallel = "fsdp2"``, ``distributed.shard_model``): 2 gloo ranks with sharded
+parameters and optimizer state make the same updates as one process on the same global batch; rank 0
+checkpoints the full weights in the usual format; resume works; a bad value of the flag fails clearly.
+
+As in ``test_distributed.py``: the 2-rank runs go through ``commands.run_training`` in processes spawned
+with torchrun's environment variables, against 1-process references with ``train.rollout_shards=2``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from test_distributed import BASE, VOLATILE, _free_port, _patch_reward
+
+from rollwise.config import ConfigError
+from rollwise.rlvr import commands, distributed
+from rollwise.rlvr.checkpoint import latest_checkpoint, load_trainer_state
+from rollwise.rlvr.models import load_policy
+from rollwise.rlvr.run_config import resolve_config
+from rollwise.runlog import read_jsonl
+
+WORLD = 2
+COMBOS = {
+    # 2 mini-batches of micro-batches of 4: the ranks' rows per mini-batch differ, so the rank with fewer
+    # micro-batches runs zero-gradient passes (``Trainer._zero_backward``) to keep FSDP2's collectives
+    # aligned
+    "grpo-token-micro": ["algorithm.estimator=grpo", "algorithm.loss.agg_mode=token-mean",
+                         "train.mini_batches=2", "train.micro_batch_size=4"],
+    # a KL term: the (unsharded) reference policy scores each rank's shard
+    "rpp-seq-kl": ["algorithm.estimator=reinforce_pp", "algorithm.loss.agg_mode=seq-mean-token-sum",
+                   "algorithm.loss.kl_coef=0.1"],
+    # the offline stage runs on rank 0 alone (it must not touch the sharded policy)
+    "basis": ["algorithm.estimator=basis", "rollout.n=1", "algorithm.estimator_params.offline_rollouts=2",
+              "algorithm.estimator_params.folds=4"],
+}
+RESUMED = "grpo-token-micro"  # also run as 1 step + resume to 2 steps
+FSDP = "train.parallel=fsdp2"
+
+
+def _config(root: Path, name: str, *extra: str):
+    return resolve_config(overrides=[*BASE, *COMBOS[name.removesuffix("-resumed")], *extra,
+                                     f"run.output_dir={root / name}"])
+
+
+def _worker(rank: int, port: int, root: str) -> None:
+    """One rank: every combination with FSDP2 through ``run_training``, then a resumed run."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank), ROLLWISE_NO_PROGRESS="1")
+    torch.set_num_threads(1)
+    _patch_reward()
+    import rollwise.rlvr.trainer as tr
+
+    root_p, writes, zero_passes = Path(root), [], []
+    save, fit, zero_backward = tr.save_checkpoint, tr.Trainer.fit, tr.Trainer._zero_backward
+
+    def counted_zero_backward(self, mb):
+        zero_passes.append(Path(self.run_dir).name)
+        return zero_backward(self, mb)
+
+    def counted_save(*a, **k):
+        writes.append("checkpoint")
+        return save(*a, **k)
+
+    def fit_and_keep(self, resume=False):
+        out = fit(self, resume)
+        name = Path(self.run_dir).name
+        assert distributed.is_sharded(self.policy) and self.fsdp
+        full = distributed.full_state_dict(self.policy)  # a collective: both ranks
+        torch.save(full, root_p / "params" / f"{name}-rank{rank}.pt")
+        local = {"params": sum(p.to_local().numel() for p in self.policy.parameters()),
+                 # lm_head.weight is tied to embed_tokens.weight: one parameter
+                 "full": sum(v.numel() for k, v in full.items() if k != "lm_head.weight"),
+                 "adam": sum(s["exp_avg"].to_local().numel() for s in self.optimizer.state.values())}
+        torch.save(local, root_p / "params" / f"{name}-sizes-rank{rank}.pt")
+        return out
+
+    tr.save_checkpoint, tr.Trainer.fit = counted_save, fit_and_keep
+    tr.Trainer._zero_backward = counted_zero_backward
+    with distributed.process_group_from_env():
+        for name in COMBOS:
+            commands.run_training(_config(root_p, name, FSDP))
+        commands.run_training(_config(root_p, f"{RESUMED}-resumed", FSDP, "train.steps=1"))
+        commands.run_training(_config(root_p, f"{RESUMED}-resumed", FSDP), resume=True)
+    torch.save(writes, root_p / "params" / f"writes-rank{rank}.pt")
+    torch.save(zero_passes, root_p / "params" / f"zero-passes-rank{rank}.pt")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Spawn the 2-rank FSDP2 runs and, meanwhile, the 1-process references (train.rollout_shards=2)."""
+    root = tmp_path_factory.mktemp("fsdp")
+    (root / "params").mkdir()
+    (root / "ref").mkdir()
+    ctx = mp.spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD, join=False)
+    with pytest.MonkeyPatch.context() as mpatch:
+        mpatch.setenv("ROLLWISE_NO_PROGRESS", "1")
+        _patch_reward(mpatch)  # undone when the references are done
+        for name in COMBOS:
+            commands.run_training(_config(root / "ref", name, f"train.rollout_shards={WORLD}"))
+    while not ctx.join():
+        pass
+    return root
+
+
+def _params(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def _stable(records):
+    return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in records]
+
+
+@pytest.mark.parametrize("name", list(COMBOS))
+def test_fsdp2_two_ranks_equal_one_process_on_the_same_global_batch(runs, name):
+    r0, r1 = (_params(runs / "params" / f"{name}-rank{r}.pt") for r in range(WORLD))
+    assert _max_diff(r0, r1) == 0.0, "both ranks gather the same full parameters"
+    ref = load_policy(latest_checkpoint(runs / "ref" / name))[0].state_dict()
+    init, _ = commands.build_policy(_config(runs, name), None, warm_up=False)
+    moved = _max_diff(ref, init.state_dict())
+    assert moved > 1e-3, f"training must move the parameters (moved {moved:.2e}); the check would be vacuous"
+    diff = _max_diff(r0, ref)
+    zero = [torch.load(runs / "params" / f"zero-passes-rank{r}.pt").count(name) for r in range(WORLD)]
+    if name == "grpo-token-micro":
+        assert sum(zero) > 0, "the uneven micro-batch counts (and their zero-gradient passes) went untested"
+    print(f"{name}: max |theta_fsdp2 - theta_1proc| = {diff:.2e} (parameters moved {moved:.2e}; "
+          f"zero-gradient passes per rank {zero})")
+    assert diff < 1e-5
+    dist_recs = _stable(read_jsonl(runs / name / "metrics.jsonl"))
+    ref_recs = _stable(read_jsonl(runs / "ref" / name / "metrics.jsonl"))
+    assert [r["step"] for r in dist_recs] == [0, 1, 2], "rank 0 alone logs each step once"
+    assert [r.keys() for r in dist_recs] == [r.keys() for r in ref_recs]
+    for a, b in zip(dist_recs, ref_recs):
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), (name, a["step"], k)
+
+
+def test_parameters_and_optimizer_state_are_sharded(runs):
+    for r in range(WORLD):
+        sizes = torch.load(runs / "params" / f"{RESUMED}-sizes-rank{r}.pt")
+        # dim-0 shards of 2: each rank holds about half of every parameter and of AdamW's moments
+        assert sizes["full"] / 2 - 200 <= sizes["params"] <= sizes["full"] / 2 + 200, sizes
+        assert sizes["adam"] == sizes["params"], sizes
+
+
+def test_rank_zero_checkpoints_the_full_weights_and_resume_continues(runs):
+    writes = [torch.load(runs / "params" / f"writes-rank{r}.pt") for r in range(WORLD)]
+    assert writes[1] == [], f"rank 1 wrote {writes[1]}"
+    assert writes[0].count("checkpoint") == len(COMBOS) + 2
+    for name in COMBOS:  # the usual HF folder, loaded in one process, holds the gathered parameters exactly
+        ckpt = latest_checkpoint(runs / name)
+        assert ckpt.name == "step-000002" and (ckpt / "model.safetensors").exists()
+        loaded = load_policy(ckpt)[0].state_dict()
+        assert _max_diff(loaded, _params(runs / "params" / f"{name}-rank0.pt")) == 0.0, name
+    # the optimizer state is full and index-keyed, like a 1-process checkpoint's
+    ours = load_trainer_state(latest_checkpoint(runs / RESUMED))["optimizer"]
+    ref = load_trainer_state(latest_checkpoint(runs / "ref" / RESUMED))["optimizer"]
+    assert ours["state"].keys() == ref["state"].keys()
+    assert [g["params"] for g in ours["param_groups"]] == [g["params"] for g in ref["param_groups"]]
+    moments = [(ours["state"][i]["exp_avg"], ref["state"][i]["exp_avg"]) for i in ref["state"]]
+    assert all(a.shape == b.shape for a, b in moments)
+    adam = max(float((a - b).abs().max()) for a, b in moments)
+    print(f"{RESUMED}: AdamW exp_avg in the checkpoints, FSDP2 vs 1 process: max diff {adam:.2e}")
+    assert adam < 1e-5
+    # 1 step, then --resume to 2 steps, ends where the uninterrupted FSDP2 run ends
+    resumed = _params(runs / "params" / f"{RESUMED}-resumed-rank0.pt")
+    diff = _max_diff(resumed, _params(runs / "params" / f"{RESUMED}-rank0.pt"))
+    print(f"resumed vs uninterrupted FSDP2: max |delta theta| = {diff:.2e}")
+    assert diff == 0.0
+    a = _stable(read_jsonl(runs / RESUMED / "metrics.jsonl"))
+    b = _stable(read_jsonl(runs / f"{RESUMED}-resumed" / "metrics.jsonl"))
+    assert [r["step"] for r in b] == [0, 1, 2] and a[2] == b[2]
+
+
+def test_a_bad_parallel_value_names_the_key_and_the_choices():
+    message = r"train\.parallel='zero3' is not valid; valid choices: 'ddp', 'fsdp2'"
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(overrides=["train.parallel=zero3"])
+
+
+@pytest.mark.slow  # torchrun start-up and imports dominate (20-30 s on the busy 2-core machine)
+def test_torchrun_trains_with_fsdp2(tmp_path):
+    """The documented command end to end: ``torchrun -m rollwise.cli train --set train.parallel=fsdp2``."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    sets = [*BASE, *COMBOS[RESUMED], FSDP, f"run.output_dir={tmp_path / 'run'}", "run.report=true"]
+    cmd = [str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m", "rollwise.cli", "train"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "ROLLWISE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count('"run_dir"') == 1, out.stdout
+    assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [0, 1, 2]
+    assert (tmp_path / "run" / "report.md").exists()
+    assert latest_checkpoint(tmp_path / "run").name == "step-000002"
