@@ -113,21 +113,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Spawn the 2-rank runs and, meanwhile, run the 1-process references (train.rollout_shards=2)."""
-    root = tmp_path_factory.mktemp("ddp")
+def spawn_with_references(root: Path, worker, config, combos) -> Path:
+    """Spawn ``worker(rank, port, root)`` on WORLD ranks and, meanwhile, run the 1-process reference of every
+    name in ``combos`` (``config(root / "ref", name, "train.rollout_shards=2")``); returns ``root``."""
     (root / "params").mkdir()
     (root / "ref").mkdir()
-    ctx = mp.spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD, join=False)
+    ctx = mp.spawn(worker, args=(_free_port(), str(root)), nprocs=WORLD, join=False)
     with pytest.MonkeyPatch.context() as mpatch:
         mpatch.setenv("ROLLWISE_NO_PROGRESS", "1")
-        _patch_reward(mpatch)
-        for name in COMBOS:
-            commands.run_training(_config(root / "ref", name, f"train.rollout_shards={WORLD}"))
+        _patch_reward(mpatch)  # undone when the references are done
+        for name in combos:
+            commands.run_training(config(root / "ref", name, f"train.rollout_shards={WORLD}"))
     while not ctx.join():
         pass
     return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Spawn the 2-rank runs and, meanwhile, run the 1-process references (train.rollout_shards=2)."""
+    return spawn_with_references(tmp_path_factory.mktemp("ddp"), _worker, _config, COMBOS)
 
 
 def _params(path: Path) -> dict[str, torch.Tensor]:

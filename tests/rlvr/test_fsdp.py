@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from test_distributed import BASE, VOLATILE, _free_port, _patch_reward
+from test_distributed import BASE, _max_diff, _params, _patch_reward, _stable, spawn_with_references
 
 from rollwise.config import ConfigError
 from rollwise.rlvr import commands, distributed
@@ -94,31 +93,7 @@ def _worker(rank: int, port: int, root: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Spawn the 2-rank FSDP2 runs and, meanwhile, the 1-process references (train.rollout_shards=2)."""
-    root = tmp_path_factory.mktemp("fsdp")
-    (root / "params").mkdir()
-    (root / "ref").mkdir()
-    ctx = mp.spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD, join=False)
-    with pytest.MonkeyPatch.context() as mpatch:
-        mpatch.setenv("ROLLWISE_NO_PROGRESS", "1")
-        _patch_reward(mpatch)  # undone when the references are done
-        for name in COMBOS:
-            commands.run_training(_config(root / "ref", name, f"train.rollout_shards={WORLD}"))
-    while not ctx.join():
-        pass
-    return root
-
-
-def _params(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)
-
-
-def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k] - b[k]).abs().max()) for k in a)
-
-
-def _stable(records):
-    return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in records]
+    return spawn_with_references(tmp_path_factory.mktemp("fsdp"), _worker, _config, COMBOS)
 
 
 @pytest.mark.parametrize("name", list(COMBOS))
