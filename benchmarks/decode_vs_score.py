@@ -181,13 +181,13 @@ class Cell:
                 "decode_min": 1000.0 * min(self.times["decode"]), "score_min": 1000.0 * min(self.times["score"])}
 
 
-def build_models(names: tuple[str, ...]):
+def build_models(names: tuple[str, ...], max_tokens: int = 64):
     from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, num_parameters, tiny_causal_lm
 
     tok = char_tokenizer()
     models, params = {}, {}
     for i, name in enumerate(names):
-        m = tiny_causal_lm(tok, TinyModelConfig(**MODELS[name], max_positions=128), seed=i).eval()
+        m = tiny_causal_lm(tok, TinyModelConfig(**MODELS[name], max_positions=max_tokens + 64), seed=i).eval()
         models[name], params[name] = m, num_parameters(m)
     return tok, models, params
 
@@ -198,10 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=0, help="timed reps of the whole grid (0 = 3, quick 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--models", default=None, help=f"comma-separated subset of {', '.join(MODELS)} (small required)")
+    ap.add_argument("--tokens", default=None, help="comma-separated response lengths T (default 4,16,64)")
+    ap.add_argument("--name", default=None, help="results file stem (default decode_vs_score[_quick])")
     args = ap.parse_args(argv)
     reps = args.reps or (2 if args.quick else 3)
-    names = QUICK_MODELS if args.quick else tuple(MODELS)
-    tokens = QUICK_TOKENS if args.quick else TOKENS
+    names = tuple(args.models.split(",")) if args.models else (QUICK_MODELS if args.quick else tuple(MODELS))
+    tokens = tuple(int(t) for t in args.tokens.split(",")) if args.tokens else (QUICK_TOKENS if args.quick else TOKENS)
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown or "small" not in names or len(names) < 2:
+        ap.error(f"--models: need 'small' and at least one large model from {', '.join(MODELS)} (unknown: {unknown})")
 
     import torch
 
@@ -215,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     task = make_task("add3", max_operand=49, n_train=1500, n_test=500)  # the CoDistill benchmark's task
     prompts = [e.prompt for e in task.examples("train")[:PROMPTS]]
-    tok, models, params = build_models(names)
+    tok, models, params = build_models(names, max(tokens))
     cells = {(n, r, t): Cell(n, models[n], tok, prompts, r, t, seed=1000 * r + t)
              for n in names for r in ROWS for t in tokens}
     keys = list(cells)
@@ -256,9 +262,11 @@ def report(args, names, tokens, reps, params, measured, seconds: float, _plen: i
     best_step = max((r["step saving %"], r["large"], r["T"]) for r in cm_rows)
     best_pipe = max((r["pipeline saving %"], r["large"], r["T"]) for r in cm_rows)
     ratios = [m["decode_over_score"] for (n, _, _), m in measured.items() if n != "small"]
-    name = "decode_vs_score_quick" if args.quick else "decode_vs_score"
+    name = args.name or ("decode_vs_score_quick" if args.quick else "decode_vs_score")
     cmd = "rollwise bench decode-vs-score" + (" --quick" if args.quick else "") + \
-        (f" --reps {args.reps}" if args.reps else "") + (f" --threads {args.threads}" if args.threads != 1 else "")
+        (f" --reps {args.reps}" if args.reps else "") + (f" --threads {args.threads}" if args.threads != 1 else "") + \
+        (f" --models {args.models}" if args.models else "") + (f" --tokens {args.tokens}" if args.tokens else "") + \
+        (f" --name {args.name}" if args.name else "")
     md = [
         "# Decoding vs teacher-forced scoring, and the CoDistill cost model (issue #6)", "",
         f"Command: `{cmd}`; {seconds:.0f} s; {args.threads} torch thread(s); median of {reps} reps per number,",
