@@ -63,7 +63,7 @@ def test_report_writes_results_from_measured_cells(tmp_path):
                                          }.items():
         measured[(name, rows, 4)] = {"decode": dec, "score": sc, "update": upd, "optimizer_step": 1.0,
                                      "decode_over_score": dec / sc, "update_over_score": upd / sc, "reps": 1}
-    args = argparse.Namespace(quick=True, reps=1, threads=1, out=str(tmp_path))
+    args = argparse.Namespace(quick=True, reps=1, threads=1, out=str(tmp_path), models=None, tokens=None, name=None)
     assert bench.report(args, ("small", "large_v2"), (4,), 1, {"small": 1, "large_v2": 2}, measured, 1.0, 6) == 0
     data = json.loads((tmp_path / "decode_vs_score_quick.json").read_text())
     assert data["cost_model"]["large_v2/T=4"]["step"]["saving_pct"] == pytest.approx(5.0)
