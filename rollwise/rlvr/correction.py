@@ -12,7 +12,9 @@ Registry (``algorithm.correction``):
 - ``tis``: truncated IS, ``level = token`` (Yao et al., w_t = min(rho_t, C)) or ``sequence``
   (w_i = min(exp(sum_t delta_t), C)); ``cap = inf`` gives untruncated IS.
 - ``mis``: masked IS, ``level = token`` (IcePop) or ``sequence`` (Seq-MIS): samples whose ratio leaves
-  [lower, upper] are rejected (mask 0), the others keep their ratio.
+  [lower, upper] are rejected (mask 0), the others keep their ratio. ``level = geometric`` uses each
+  sequence's geometric-mean ratio exp(mean_t delta_t); with ``weight = one`` it is geo-RS (length-invariant
+  rejection, verl's ``seq_mean_k1``). ``tis`` accepts ``geometric`` too.
 - ``ais``: adaptive IS (arXiv 2605.13907): w_hat = (1 - lambda) + lambda * min(rho, C), with lambda from
   three per-batch diagnostics. The map and the combination rule are reconstructed ([INFERRED], ais.md 2.2-2.4);
   every guess is a field of :class:`AISConfig`.
@@ -70,13 +72,21 @@ def sequence_log_ratio(log_ratio: Tensor, mask: Tensor) -> Tensor:
     return (log_ratio * mask).sum(-1)
 
 
+LEVELS = ("token", "sequence", "geometric")
+
+
 def level_log_weights(log_ratio: Tensor, mask: Tensor, level: str) -> Tensor:
-    """Log-weights at ``level``, broadcast to (B, T): per token, or the sequence sum on every token."""
+    """Log-weights at ``level``, broadcast to (B, T): per token, the sequence sum on every token, or
+    (``geometric``) the sequence mean over its valid tokens, i.e. the log of the geometric-mean ratio
+    (verl's ``seq_mean_k1``; a length-invariant sequence statistic, ais.md section 3 geo-RS)."""
     if level == "token":
         return log_ratio
     if level == "sequence":
         return sequence_log_ratio(log_ratio, mask)[:, None].expand_as(log_ratio)
-    raise ConfigError(f"level={level!r} is not valid; valid choices: token, sequence")
+    if level == "geometric":
+        mean = sequence_log_ratio(log_ratio, mask) / mask.sum(-1).clamp_min(1.0)
+        return mean[:, None].expand_as(log_ratio)
+    raise ConfigError(f"level={level!r} is not valid; valid choices: {', '.join(LEVELS)}")
 
 
 def bounded_exp(log_w: Tensor) -> Tensor:
@@ -196,7 +206,7 @@ class NoCorrection(Correction):
 # ------------------------------------------------------------------------------------------ TIS
 @dataclass
 class TISConfig:
-    level: Literal["token", "sequence"] = "token"  # one ratio per token (Yao et al.) or per sequence
+    level: Literal["token", "sequence", "geometric"] = "token"  # per token (Yao et al.), sequence, or geometric mean
     cap: float = 2.0  # upper truncation C (inf = untruncated IS); verl/FlashRL default 2
     floor: float = 0.0  # lower truncation (0 = none); the SGLang/Miles band uses 0.5
 
@@ -223,7 +233,9 @@ class TruncatedIS(Correction):
 # ------------------------------------------------------------------------------------------ MIS
 @dataclass
 class MISConfig:
-    level: Literal["token", "sequence"] = "sequence"  # reject tokens (IcePop) or whole sequences (Seq-MIS)
+    #: reject tokens (IcePop), whole sequences by their ratio (Seq-MIS) or by their geometric-mean ratio
+    #: (``geometric`` with ``weight="one"``: geo-RS, verl's ``seq_mean_k1`` rejection)
+    level: Literal["token", "sequence", "geometric"] = "sequence"
     lower: float = 0.0  # reject when the ratio is below this (IcePop's band is recalled as [0.5, 5])
     upper: float = 2.0  # reject when the ratio is above this (Seq-MIS threshold C)
     weight: Literal["ratio", "one"] = "ratio"  # kept samples are weighted by their ratio, or by 1 (pure rejection)

@@ -66,6 +66,23 @@ def test_sequence_tis_and_mis_golden():
     assert float(keep.sum()) == 0.0
 
 
+def test_geometric_level_and_geo_rs_golden():
+    """level="geometric": exp(mean of the valid tokens' log-ratios); mis at that level with weight="one" is
+    geo-RS (verl's seq_mean_k1 rejection): length-invariant, padding-invariant."""
+    old, roll = DELTA, torch.zeros_like(DELTA)
+    w, _, _ = make_correction("tis", level="geometric", cap=10.0)(_batch(old, roll))
+    torch.testing.assert_close(w, torch.tensor([[1.5 ** (1 / 3)] * 3, [1.5 ** (1 / 3)] * 3]))
+    # the second sequence padded to one valid token: its geometric mean is that token's ratio 1.5
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    w, keep, m = make_correction("mis", level="geometric", lower=0.9, upper=1.3, weight="one")(
+        _batch(old, roll, mask))
+    torch.testing.assert_close(keep, torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))  # 1.145 kept, 1.5 rejected
+    torch.testing.assert_close(w, keep)
+    assert m["correction/mask_frac"] == pytest.approx(1 / 4)
+    with pytest.raises(ConfigError, match="geometric"):
+        make_correction("mis", level="block")
+
+
 def test_diagnostics_golden_and_verl_parity():
     """k3, chi2 and ESS match verl's documented formulas (rollout_corr_helper) on a fixed tensor."""
     m = mismatch_diagnostics(DELTA, torch.ones_like(DELTA))
