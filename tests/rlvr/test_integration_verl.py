@@ -194,6 +194,26 @@ def test_verls_builtin_tis_is_rollwise_tis(level):
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
+def test_verls_seq_mean_k1_rejection_is_rollwise_geo_rs():
+    """verl's rollout_rs=seq_mean_k1 keeps a sequence iff log(lo) <= mean_t(-delta) <= log(hi), i.e. iff its
+    geometric-mean ratio exp(mean_t delta) lies in [1/hi, 1/lo]: rollwise's mis at level="geometric" with
+    weight="one" and lower=1/hi, upper=1/lo."""
+    from verl.trainer.ppo.rollout_corr_helper import compute_rollout_rejection_mask
+
+    old, rollout, _, _, mask = loss_inputs(4, 0.3)
+    lo, hi = 0.9, 1.05
+    theirs, _ = compute_rollout_rejection_mask(old - rollout, mask.float(), "seq_mean_k1", f"{lo}_{hi}")
+    b, t = mask.shape
+    batch = RolloutBatch(prompt_ids=torch.zeros(b, 0, dtype=torch.long), prompt_mask=torch.zeros(b, 0, dtype=torch.long),
+                         response_ids=torch.ones(b, t, dtype=torch.long), response_mask=mask.float(),
+                         rollout_logprobs=rollout, group_ids=torch.arange(b), truncated=torch.zeros(b, dtype=bool),
+                         old_logprobs=old)
+    _, keep, _ = make_correction("mis", level="geometric", lower=1 / hi, upper=1 / lo, weight="one")(batch)
+    kept = keep.sum(-1) > 0
+    assert 0 < int(kept.sum()) < b, "the bounds must keep some sequences and reject others (else vacuous)"
+    torch.testing.assert_close(keep, theirs.to(keep.dtype) * mask.float())
+
+
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=240)
