@@ -113,7 +113,28 @@ def test_pop_metrics_go_to_log_metric():
     logged = []
     assert fn(prompts=["p", "p"], completions=["a", "b"], completion_ids=[[4, 2], [4]],
               log_metric=lambda k, v: logged.append((k, v))) == [1.0, 0.0]
-    assert logged == [("scored/parse_failures", 2.0)]
+    assert dict(logged) == {"reward/scored/errors": 0.0, "reward/scored/timeouts": 0.0,
+                            "reward/scored/parse_failures": 2.0}
+
+
+def test_a_verifier_that_raises_or_hangs_is_contained_and_counted():
+    """rollwise's containment under TRL: the call scores 0, TRL's step goes on, the failure is logged."""
+    import time
+
+    def broken(prompts, completions, **kwargs):
+        raise RuntimeError("verifier bug")
+
+    def hangs(prompts, completions, **kwargs):
+        time.sleep(5)
+        return [1.0] * len(completions)
+
+    for func, key in ((broken, "errors"), (hangs, "timeouts")):
+        logged = {}
+        fn = rt.TRLReward(func, [2], timeout_s=0.3)
+        values = fn(prompts=["p", "p"], completions=["a", "b"], completion_ids=[[4, 2], [4, 2]],
+                    log_metric=lambda k, v, d=logged: d.__setitem__(k, v))
+        assert values == [0.0, 0.0]
+        assert logged[f"reward/{func.__name__}/{key}"] == 1.0
 
 
 def test_import_is_lazy_and_names_the_install(monkeypatch):

@@ -8,6 +8,8 @@
   off by ``max_completion_length`` can look correct). TRL passes ``completion_ids`` (each cut after its first
   EOS); the wrapper sets truncated = the last id is not an EOS id, with TRL's EOS ids (the tokenizer's plus the
   model's ``generation_config.eos_token_id``). No ``completion_ids`` and no ``truncated`` column: it raises.
+  Each verifier runs under rollwise's containment (``RewardRunner``): one that raises or hangs scores 0 for
+  that call and is counted in ``reward/<name>/errors`` / ``timeouts`` (TRL's ``log_metric``).
 - ``grpo_trainer(task, model, tokenizer, args)``: a ``trl.GRPOTrainer`` on the two.
 
 Importing this module does not import trl (nor datasets): ``grpo_trainer`` and ``reward_funcs`` import trl and
@@ -20,7 +22,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from rollwise.rlvr.rewards import RewardFunc, func_name, truncated_flags
+from rollwise.rlvr.rewards import RewardFunc, RewardRunner, func_name, truncated_flags
 from rollwise.rlvr.tasks import Task, collate_columns, make_task
 
 TRL_INSTALL = 'pip install "trl==1.16.0"'
@@ -77,12 +79,20 @@ def eos_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
 
 
 class TRLReward:
-    """A rollwise reward function called by TRL: ``truncated`` from ``completion_ids``, ``pop_metrics`` values
-    logged through TRL's ``log_metric`` as ``<name>/<key>``. Picklable when ``func`` is."""
+    """A rollwise reward function called by TRL, with rollwise's failure containment.
 
-    def __init__(self, func: RewardFunc, eos_ids: Sequence[int]) -> None:
+    ``truncated`` comes from ``completion_ids``. The function runs in a one-function :class:`RewardRunner`
+    (``timeout_s``, ``isolation``): if it raises, hangs or returns the wrong number of values, this call's
+    values are 0 and TRL's step goes on; ``None`` values count as 0 (rollwise's convention). The runner's
+    metrics (``reward/<name>/errors``, ``.../timeouts``, ``pop_metrics`` values as ``reward/<name>/<key>``)
+    go to TRL's ``log_metric``. Picklable when ``func`` is.
+    """
+
+    def __init__(self, func: RewardFunc, eos_ids: Sequence[int], timeout_s: float = 10.0,
+                 isolation: str = "thread") -> None:
         self.func = func
         self.eos_ids = frozenset(int(i) for i in eos_ids)
+        self.runner = RewardRunner([func], timeout_s=timeout_s, isolation=isolation)
         self.__name__ = func_name(func)  # TRL logs rewards/<name>/mean
 
     def truncated(self, completion_ids: Sequence[Sequence[int]]) -> list[bool]:
@@ -90,7 +100,7 @@ class TRLReward:
         return [len(ids) == 0 or int(ids[-1]) not in self.eos_ids for ids in completion_ids]
 
     def __call__(self, prompts: list[Any], completions: list[Any],
-                 completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[float | None]:
+                 completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[float]:
         n = len(completions)
         if any(not isinstance(c, str) for c in completions):
             raise TypeError(f"{self.__name__}: rollwise verifiers score text completions; conversational (message "
@@ -101,30 +111,32 @@ class TRLReward:
             flags = self.truncated(completion_ids)
             if kwargs.get("truncated") is not None:  # e.g. from a rollout_func: truncated if either says so
                 flags = [a or b for a, b in zip(flags, truncated_flags(kwargs, n, self.__name__), strict=True)]
-            kwargs["truncated"] = flags
-        elif kwargs.get("truncated") is None:
+        elif kwargs.get("truncated") is not None:
+            flags = truncated_flags(kwargs, n, self.__name__)
+        else:
             raise ValueError(f"{self.__name__}: TRL passed neither completion_ids nor truncated, so a completion cut "
                              "off by max_completion_length cannot be told from a finished one (written for trl 1.16.0)")
-        values = list(self.func(prompts=prompts, completions=completions, **kwargs))
-        pop = getattr(self.func, "pop_metrics", None)
-        metrics = pop() if callable(pop) else {}
+        columns = {k: v for k, v in kwargs.items() if k not in RESERVED}  # the data-set columns
+        rewards, metrics = self.runner(prompts, completions, flags, columns)
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):
             for key, value in metrics.items():
-                log_metric(f"{self.__name__}/{key}", float(value))
-        return values
+                if key.startswith(f"reward/{self.__name__}/") and not key.endswith(("/mean", "/none_frac")):
+                    log_metric(key, float(value))
+        return rewards.tolist()
 
 
-def reward_funcs(task: Task | str, tokenizer: Any, model: Any = None,
-                 eos_ids: Sequence[int] | None = None) -> list[TRLReward]:
+def reward_funcs(task: Task | str, tokenizer: Any, model: Any = None, eos_ids: Sequence[int] | None = None,
+                 timeout_s: float = 10.0, isolation: str = "thread") -> list[TRLReward]:
     """The task's verifiers as TRL reward functions (``GRPOTrainer(reward_funcs=...)``).
 
     ``model`` (or its path) adds its ``generation_config.eos_token_id`` to the EOS ids, as GRPOTrainer does;
-    pass ``eos_ids`` instead when generation stops at other ids (e.g. ``generation_kwargs``).
+    pass ``eos_ids`` instead when generation stops at other ids (e.g. ``generation_kwargs``). ``timeout_s`` and
+    ``isolation`` are the containment of rollwise's ``task.reward_timeout_s`` / ``task.reward_isolation``.
     """
     _trl()
     ids = eos_token_ids(tokenizer, model) if eos_ids is None else list(eos_ids)
-    return [TRLReward(f, ids) for f in _task(task).reward_funcs()]
+    return [TRLReward(f, ids, timeout_s, isolation) for f in _task(task).reward_funcs()]
 
 
 def grpo_trainer(task: Task | str, model: Any, tokenizer: Any, args: Any, split: str = "train", **kwargs: Any) -> Any:
