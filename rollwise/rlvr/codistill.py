@@ -15,6 +15,11 @@ One step (spec 1.6), reusing the stages of :class:`~rollwise.rlvr.trainer.Traine
 
 Shapes: B rollouts, T padded response length. The large model is a second :class:`Trainer` whose ``update``
 stage is reused; its engine generates only hint prefixes.
+
+Data-parallel (``torchrun``, ``train.parallel = "ddp"``; ``distributed.py``): both models are replicated. Each
+rank runs the first four lines above on its own rollout shards (a prompt group never spans shards, so the
+M -> G downsampling is per group; hints too), the shards are gathered, and both ``update`` stages back-propagate
+this rank's rows with global loss shares and sum the gradients across ranks. FSDP2 is refused (``check_parallel``).
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rollwise.config import ConfigError
+from rollwise.rlvr import distributed
 from rollwise.rlvr.advantages.group import grpo_advantages
 from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.engines.base import RolloutEngine, SamplingConfig
@@ -242,6 +250,7 @@ class CoDistillTrainer(Trainer):
 
     def __init__(self, cfg: RLVRConfig, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task,
                  large_policy: PreTrainedModel) -> None:
+        check_parallel(cfg, distributed.current())
         small_cfg = copy.deepcopy(cfg)
         small_cfg.rollout.n = cfg.codistill.m  # the small model generates M per prompt
         super().__init__(small_cfg, policy, tokenizer, task)
@@ -252,35 +261,56 @@ class CoDistillTrainer(Trainer):
         self._t_start = time.perf_counter()  # fit() resets it; lets state() work on a bare trainer
 
     def rollout(self, step: int) -> RolloutBatch:
-        """Small-model rollouts (M per prompt), large-model scoring, r~, downsampling M -> G."""
+        """Small-model rollouts (M per prompt), large-model scoring, r~, downsampling M -> G.
+
+        As in :meth:`Trainer.rollout`, this rank handles its own rollout shards (``_codistill_shard``: a prompt
+        group never spans shards, so downsampling per shard is per group) and the shards of all ranks are
+        gathered; reward metrics, the rollout count and ``kl_small_large`` are over all M rollouts.
+        """
         self.engine.active = self.cd.hint_tokens > 0 and step <= self.cd.hint_epochs * self.steps_per_epoch
         large_before = self.engine.large_tokens
-        batch = super().rollout(step)
-        self._large_gen_tokens = self.engine.large_tokens - large_before
+        examples = self.sample_prompts(step)
+        local = [self._codistill_shard(step, examples, s) for s in self.dp.local_shards(self.rollout_shards)]
+        with self.timer("gather"):
+            shards = [part for rank_parts in self.dp.all_gather(local) for part in rank_parts]
+        batch = distributed.concat_batches([p["batch"] for p in shards], self.tokenizer.pad_token_id)
+        rewards, truncated = torch.cat([p["rewards"] for p in shards]), torch.cat([p["truncated"] for p in shards])
+        self._reward_metrics = distributed.merge_reward_metrics([(p["rewards"].numel(), p["metrics"]) for p in shards],
+                                                                rewards, truncated)
+        self.rollouts_generated += rewards.numel()
+        self._large_gen_tokens = sum(p["large_tokens"] for p in shards)  # every rank's hints
+        self.engine.large_tokens = large_before + self._large_gen_tokens
+        self._scored = (sum(p["scored"][0] for p in shards), sum(p["scored"][1] for p in shards))
+        self._kd_all = float(-torch.cat([p["kd"] for p in shards]).mean())  # per-token KL(pi_phi || pi_theta)
+        return batch
+
+    def _codistill_shard(self, step: int, examples: list, shard: int) -> dict[str, Any]:
+        """One rollout shard: generated (M per prompt), scored by both models, downsampled to G per prompt."""
+        large_before = self.engine.large_tokens
+        batch, reward_metrics = self._rollout_shard(step, examples, shard)
+        out = {"rewards": batch.rewards, "truncated": batch.truncated, "metrics": reward_metrics,
+               "large_tokens": self.engine.large_tokens - large_before}
+        seed = step_seed(self.cfg.train.seed, step, 5) if self.rollout_shards == 1 else \
+            int(np.random.default_rng([self.cfg.train.seed, step, 5, shard, self.rollout_shards]).integers(0, 2**63 - 1))
         hint = batch.extras["hint_mask"]
         lp_small = batch.old_logprobs
         with self.timer("large_score"), torch.no_grad():
             need_all = self.cd.alpha != 0 and self.cd.downsample != "none"
-            idx = torch.arange(batch.size)
             if not need_all:  # r~ = r: downsample first, score only the kept rollouts
-                idx = downsample_groups(batch.rewards.double(), batch.group_ids, self.cd.g, self.cd.downsample,
-                                        step_seed(self.cfg.train.seed, step, 5))
-                batch = batch.select(idx)
+                batch = batch.select(downsample_groups(batch.rewards.double(), batch.group_ids, self.cd.g,
+                                                       self.cd.downsample, seed))
                 hint, lp_small = batch.extras["hint_mask"], batch.old_logprobs
             ids, mask = batch.sequences()
             lp_large, n_unique = distinct_row_logprobs(self.large.policy, ids, mask, batch.response_ids.shape[1],
                                                        self.cfg.rollout.temperature)
             lp_large = lp_large * batch.response_mask
-            self._scored = (n_unique, batch.size)
+            out["scored"] = (n_unique, batch.size)
         r_eff = effective_reward(batch.rewards, lp_large, lp_small, batch.response_mask, self.cd.alpha)
-        kd = kd_reward(lp_large, lp_small, batch.response_mask * (1 - hint))
-        self._kd_all = float(-kd.mean())  # per-token KL(pi_phi || pi_theta) estimate on all generated rollouts
+        out["kd"] = kd_reward(lp_large, lp_small, batch.response_mask * (1 - hint))
         batch.extras.update(effective_reward=r_eff, lp_large=lp_large)
         if need_all:
-            keep = downsample_groups(r_eff, batch.group_ids, self.cd.g, self.cd.downsample,
-                                     step_seed(self.cfg.train.seed, step, 5))
-            batch = batch.select(keep)
-        return batch
+            batch = batch.select(downsample_groups(r_eff, batch.group_ids, self.cd.g, self.cd.downsample, seed))
+        return {**out, "batch": batch}
 
     def compute_advantages(self, batch: RolloutBatch) -> RolloutBatch:
         with self.timer("advantage"):
@@ -347,9 +377,19 @@ class CoDistillTrainer(Trainer):
         self.engine.large_tokens = state.get("large_tokens", 0)
 
 
-def build_large_policy(cfg: RLVRConfig, task: Task, warm_dir: Path | None = None, resume: bool = False):
-    """The large model's starting policy (its own model section and SFT length; same tokenizer)."""
+def build_large_policy(cfg: RLVRConfig, task: Task, warm_dir: Path | None = None, resume: bool = False,
+                       warm_up: bool = True):
+    """The large model's starting policy (its own model section and SFT length; same tokenizer).
+    ``warm_up=False``: no SFT (data-parallel ranks other than 0, which receive rank 0's weights)."""
     from rollwise.rlvr.commands import build_policy
 
-    return build_policy(large_config(cfg), task, warm_dir, resume=resume)
+    return build_policy(large_config(cfg), task, warm_dir, resume=resume, warm_up=warm_up)
+
+
+def check_parallel(cfg: RLVRConfig, dp: distributed.DataParallel) -> None:
+    """Under torchrun CoDistill-GRPO replicates both models (``train.parallel = "ddp"``); FSDP2 is refused."""
+    if dp.enabled and cfg.train.parallel != "ddp":
+        raise ConfigError(f"codistill.enabled with train.parallel={cfg.train.parallel!r}: CoDistill-GRPO runs "
+                          "data-parallel only with train.parallel='ddp' (both models replicated); set "
+                          "train.parallel=ddp or run without torchrun")
 

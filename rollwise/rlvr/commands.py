@@ -69,8 +69,9 @@ def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
 
     with distributed.process_group_from_env() as dp:
         if dp.enabled and cfg.codistill.enabled:
-            raise ConfigError("codistill.enabled: CoDistill-GRPO has no data-parallel mode yet; run it in one "
-                              "process (without torchrun)")
+            from rollwise.rlvr.codistill import check_parallel
+
+            check_parallel(cfg, dp)
         return _train(cfg, resume, dp)
 
 
@@ -94,7 +95,8 @@ def _train(cfg: RLVRConfig, resume: bool, dp: Any) -> dict[str, Any]:
     if cfg.codistill.enabled:  # CoDistill-GRPO: a second, large model trained on the small one's rollouts
         from rollwise.rlvr.codistill import CoDistillTrainer, build_large_policy
 
-        large, _ = build_large_policy(cfg, task, run_dir / "warm_start_large", resume=resume)
+        large, _ = build_large_policy(cfg, task, run_dir / "warm_start_large" if dp.is_main else None,
+                                      resume=resume, warm_up=dp.is_main)
         trainer = CoDistillTrainer(cfg, policy, tokenizer, task, large)
     else:
         trainer = Trainer(cfg, policy, tokenizer, task)

@@ -222,7 +222,11 @@ def test_whiten_zero_mean_unit_std(values: list[float]) -> None:
     m = torch.ones_like(x)
     w = whiten(x, m)
     assert abs(float(w.mean())) < 1e-6
-    if float(x.std()) > 1e-3:
+    # std exactly s / sqrt(s^2 + 1e-8) (the epsilon under the root), so 1 to 1e-4 once s > 0.01; the old guard
+    # s > 1e-3 was too loose for that epsilon (hypothesis found s = 1.6e-3: std 1 - 1.6e-4)
+    s = float(x.std())
+    assert abs(float(w.std()) - s / math.sqrt(s * s + 1e-8)) < 1e-9
+    if s > 0.01:
         assert abs(float(w.std()) - 1) < 1e-4
 
 
