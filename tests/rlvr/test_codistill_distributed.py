@@ -8,12 +8,19 @@ generates M rollouts per prompt, is scored by the large model and downsampled to
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
-from test_distributed import BASE, _max_diff, _params, _patch_reward, _stable, spawn_with_references
+from test_distributed import (
+    BASE,
+    _max_diff,
+    _params,
+    _stable,
+    join_as_rank,
+    rank0_metrics_match_reference,
+    spawn_with_references,
+)
 
 from rollwise.config import ConfigError
 from rollwise.rlvr import commands, distributed
@@ -49,10 +56,7 @@ def _config(root: Path, name: str, *extra: str):
 
 def _worker(rank: int, port: int, root: str) -> None:
     """One rank: every combination through ``run_training`` (as under torchrun), then a resumed run."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank), ROLLWISE_NO_PROGRESS="1")
-    torch.set_num_threads(1)
-    _patch_reward()
+    join_as_rank(rank, port)
     import rollwise.rlvr.trainer as tr
 
     root_p, writes = Path(root), []
@@ -112,13 +116,7 @@ def test_two_ranks_equal_one_process_for_both_models(runs, name):
         report.append(f"{model} {diff:.2e} (moved {moved:.2e})")
         assert diff < 1e-5, (model, diff)
     print(f"{name}: max |theta_2ranks - theta_1proc|: " + ", ".join(report))
-    dist_recs = _stable(read_jsonl(runs / name / "metrics.jsonl"))
-    ref_recs = _stable(read_jsonl(runs / "ref" / name / "metrics.jsonl"))
-    assert [r["step"] for r in dist_recs] == [0, 1, 2], "rank 0 alone logs each step once"
-    assert [r.keys() for r in dist_recs] == [r.keys() for r in ref_recs]
-    for a, b in zip(dist_recs, ref_recs):
-        for k in a:
-            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), (name, a["step"], k)
+    dist_recs = rank0_metrics_match_reference(runs, name)
     step1 = dist_recs[1]
     assert step1["rollouts"] == 8 * 4 and step1["rollouts_total"] == 8 * 6  # G kept, M generated per prompt
     if name == "hints":

@@ -68,6 +68,27 @@ def _patch_reward(mpatch: pytest.MonkeyPatch | None = None) -> None:
             mpatch.setattr(Add3, "_dense_for_test", True, raising=False)
 
 
+def join_as_rank(rank: int, port: int) -> None:
+    """In a spawned rank: torchrun's environment variables, 1 torch thread, the dense test reward."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank), ROLLWISE_NO_PROGRESS="1")
+    torch.set_num_threads(1)
+    _patch_reward()
+
+
+def rank0_metrics_match_reference(runs: Path, name: str) -> list[dict]:
+    """Rank 0 logged each step once, with the 1-process reference's keys and values (rel 1e-4, time keys
+    excluded); returns rank 0's records."""
+    dist_recs = _stable(read_jsonl(runs / name / "metrics.jsonl"))
+    ref_recs = _stable(read_jsonl(runs / "ref" / name / "metrics.jsonl"))
+    assert [r["step"] for r in dist_recs] == [0, 1, 2], "rank 0 alone logs each step once"
+    assert [r.keys() for r in dist_recs] == [r.keys() for r in ref_recs]
+    for a, b in zip(dist_recs, ref_recs):
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), (name, a["step"], k)
+    return dist_recs
+
+
 def _config(root: Path, name: str, *extra: str):
     return resolve_config(overrides=[*BASE, *COMBOS[name.removesuffix("-resumed")], *extra,
                                      f"run.output_dir={root / name}"])
@@ -75,10 +96,7 @@ def _config(root: Path, name: str, *extra: str):
 
 def _worker(rank: int, port: int, root: str) -> None:
     """One rank: every combination through ``run_training`` (as under torchrun), then a resumed run."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank), ROLLWISE_NO_PROGRESS="1")
-    torch.set_num_threads(1)
-    _patch_reward()
+    join_as_rank(rank, port)
     import rollwise.rlvr.trainer as tr
 
     root_p, writes = Path(root), []
@@ -160,13 +178,7 @@ def test_two_ranks_equal_one_process_on_the_same_global_batch(runs, name):
     diff = _max_diff(r0, ref_params)
     print(f"{name}: max |theta_2ranks - theta_1proc| = {diff:.2e} (parameters moved {moved:.2e})")
     assert diff < 1e-5
-    dist_recs = _stable(read_jsonl(runs / name / "metrics.jsonl"))
-    ref_recs = _stable(read_jsonl(runs / "ref" / name / "metrics.jsonl"))
-    assert [r["step"] for r in dist_recs] == [0, 1, 2], "rank 0 alone logs each step once"
-    assert [r.keys() for r in dist_recs] == [r.keys() for r in ref_recs]
-    for a, b in zip(dist_recs, ref_recs):
-        for k in a:
-            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), (name, a["step"], k)
+    rank0_metrics_match_reference(runs, name)
 
 
 def test_only_rank_zero_writes_and_resume_continues_exactly(runs):

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_distributed import BASE, _max_diff, _params, _patch_reward, _stable, spawn_with_references
+from test_distributed import (
+    BASE,
+    _max_diff,
+    _params,
+    _stable,
+    join_as_rank,
+    rank0_metrics_match_reference,
+    spawn_with_references,
+)
 
 from rollwise.config import ConfigError
 from rollwise.rlvr import commands, distributed
@@ -49,10 +57,7 @@ def _config(root: Path, name: str, *extra: str):
 
 def _worker(rank: int, port: int, root: str) -> None:
     """One rank: every combination with FSDP2 through ``run_training``, then a resumed run."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank), ROLLWISE_NO_PROGRESS="1")
-    torch.set_num_threads(1)
-    _patch_reward()
+    join_as_rank(rank, port)
     import rollwise.rlvr.trainer as tr
 
     root_p, writes, zero_passes = Path(root), [], []
@@ -111,13 +116,7 @@ def test_fsdp2_two_ranks_equal_one_process_on_the_same_global_batch(runs, name):
     print(f"{name}: max |theta_fsdp2 - theta_1proc| = {diff:.2e} (parameters moved {moved:.2e}; "
           f"zero-gradient passes per rank {zero})")
     assert diff < 1e-5
-    dist_recs = _stable(read_jsonl(runs / name / "metrics.jsonl"))
-    ref_recs = _stable(read_jsonl(runs / "ref" / name / "metrics.jsonl"))
-    assert [r["step"] for r in dist_recs] == [0, 1, 2], "rank 0 alone logs each step once"
-    assert [r.keys() for r in dist_recs] == [r.keys() for r in ref_recs]
-    for a, b in zip(dist_recs, ref_recs):
-        for k in a:
-            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), (name, a["step"], k)
+    rank0_metrics_match_reference(runs, name)
 
 
 def test_parameters_and_optimizer_state_are_sharded(runs):
