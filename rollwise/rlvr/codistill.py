@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -290,8 +289,7 @@ class CoDistillTrainer(Trainer):
         batch, reward_metrics = self._rollout_shard(step, examples, shard)
         out = {"rewards": batch.rewards, "truncated": batch.truncated, "metrics": reward_metrics,
                "large_tokens": self.engine.large_tokens - large_before}
-        seed = step_seed(self.cfg.train.seed, step, 5) if self.rollout_shards == 1 else \
-            int(np.random.default_rng([self.cfg.train.seed, step, 5, shard, self.rollout_shards]).integers(0, 2**63 - 1))
+        seed = distributed.shard_seed(self.cfg.train.seed, step, shard, self.rollout_shards, stream=5)
         hint = batch.extras["hint_mask"]
         lp_small = batch.old_logprobs
         with self.timer("large_score"), torch.no_grad():

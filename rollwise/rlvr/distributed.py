@@ -258,9 +258,10 @@ def shard_bounds(n_items: int, shard: int, n_shards: int) -> tuple[int, int]:
     return shard * per, (shard + 1) * per
 
 
-def shard_seed(seed: int, step: int, shard: int, n_shards: int) -> int:
-    """Generation seed of one rollout shard; a single shard keeps the trainer's historical stream 1."""
-    key = [seed, step, 1] if n_shards == 1 else [seed, step, 1, shard, n_shards]
+def shard_seed(seed: int, step: int, shard: int, n_shards: int, stream: int = 1) -> int:
+    """Seed of one rollout shard's ``stream`` (1: generation; CoDistill's downsampling uses 5); a single shard
+    keeps the trainer's historical ``step_seed(seed, step, stream)``."""
+    key = [seed, step, stream] if n_shards == 1 else [seed, step, stream, shard, n_shards]
     return int(np.random.default_rng(key).integers(0, 2**63 - 1))
 
 
