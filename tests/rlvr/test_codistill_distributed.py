@@ -17,8 +17,8 @@ from test_distributed import (
     _max_diff,
     _params,
     _stable,
-    join_as_rank,
     rank0_metrics_match_reference,
+    run_as_rank,
     spawn_with_references,
 )
 
@@ -54,36 +54,12 @@ def _config(root: Path, name: str, *extra: str):
                                                             *extra, f"run.output_dir={root / name}"])
 
 
+def _keep_both(trainer, path: Path) -> None:
+    torch.save({"small": trainer.policy.state_dict(), "large": trainer.large.policy.state_dict()}, path)
+
+
 def _worker(rank: int, port: int, root: str) -> None:
-    """One rank: every combination through ``run_training`` (as under torchrun), then a resumed run."""
-    join_as_rank(rank, port)
-    import rollwise.rlvr.trainer as tr
-
-    root_p, writes = Path(root), []
-    save, runlog, fit = tr.save_checkpoint, tr.RunLog, tr.Trainer.fit
-
-    def counted_save(*a, **k):
-        writes.append("checkpoint")
-        return save(*a, **k)
-
-    class CountedLog(runlog):
-        def __init__(self, *a, **k):
-            writes.append("metrics")
-            super().__init__(*a, **k)
-
-    def fit_and_keep(self, resume=False):
-        out = fit(self, resume)
-        torch.save({"small": self.policy.state_dict(), "large": self.large.policy.state_dict()},
-                   root_p / "params" / f"{Path(self.run_dir).name}-rank{rank}.pt")
-        return out
-
-    tr.save_checkpoint, tr.RunLog, tr.Trainer.fit = counted_save, CountedLog, fit_and_keep
-    with distributed.process_group_from_env():
-        for name in COMBOS:
-            commands.run_training(_config(root_p, name))
-        commands.run_training(_config(root_p, f"{RESUMED}-resumed", "train.steps=1"))
-        commands.run_training(_config(root_p, f"{RESUMED}-resumed"), resume=True)
-    torch.save(writes, root_p / "params" / f"writes-rank{rank}.pt")
+    run_as_rank(rank, port, root, _config, COMBOS, RESUMED, _keep_both)
 
 
 @pytest.fixture(scope="module")

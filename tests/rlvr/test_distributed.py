@@ -94,8 +94,11 @@ def _config(root: Path, name: str, *extra: str):
                                      f"run.output_dir={root / name}"])
 
 
-def _worker(rank: int, port: int, root: str) -> None:
-    """One rank: every combination through ``run_training`` (as under torchrun), then a resumed run."""
+def run_as_rank(rank: int, port: int, root: str, config, combos, resumed: str, keep, *extra: str) -> None:
+    """One spawned rank: every combination in ``combos`` through ``run_training`` (as under torchrun), then
+    ``resumed`` as 1 step + a resume to 2, with ``extra`` overrides. Checkpoint and metrics-log writes are
+    counted (``params/writes-rank<r>.pt``); after each fit ``keep(trainer, path)`` saves what the tests compare
+    to ``params/<run>-rank<r>.pt``."""
     join_as_rank(rank, port)
     import rollwise.rlvr.trainer as tr
 
@@ -113,16 +116,24 @@ def _worker(rank: int, port: int, root: str) -> None:
 
     def fit_and_keep(self, resume=False):
         out = fit(self, resume)
-        torch.save(self.policy.state_dict(), root_p / "params" / f"{Path(self.run_dir).name}-rank{rank}.pt")
+        keep(self, root_p / "params" / f"{Path(self.run_dir).name}-rank{rank}.pt")
         return out
 
     tr.save_checkpoint, tr.RunLog, tr.Trainer.fit = counted_save, CountedLog, fit_and_keep
     with distributed.process_group_from_env():  # one group for every run below
-        for name in COMBOS:
-            commands.run_training(_config(root_p, name))
-        commands.run_training(_config(root_p, f"{RESUMED}-resumed", "train.steps=1"))
-        commands.run_training(_config(root_p, f"{RESUMED}-resumed"), resume=True)
+        for name in combos:
+            commands.run_training(config(root_p, name, *extra))
+        commands.run_training(config(root_p, f"{resumed}-resumed", *extra, "train.steps=1"))
+        commands.run_training(config(root_p, f"{resumed}-resumed", *extra), resume=True)
     torch.save(writes, root_p / "params" / f"writes-rank{rank}.pt")
+
+
+def _keep_policy(trainer, path: Path) -> None:
+    torch.save(trainer.policy.state_dict(), path)
+
+
+def _worker(rank: int, port: int, root: str) -> None:
+    run_as_rank(rank, port, root, _config, COMBOS, RESUMED, _keep_policy)
 
 
 def _free_port() -> int:

@@ -20,8 +20,8 @@ from test_distributed import (
     _max_diff,
     _params,
     _stable,
-    join_as_rank,
     rank0_metrics_match_reference,
+    run_as_rank,
     spawn_with_references,
 )
 
@@ -55,44 +55,31 @@ def _config(root: Path, name: str, *extra: str):
                                      f"run.output_dir={root / name}"])
 
 
+def _keep_gathered(trainer, path: Path) -> None:
+    """The gathered parameters (a collective: both ranks) and this rank's shard sizes."""
+    assert distributed.is_sharded(trainer.policy) and trainer.fsdp
+    full = distributed.full_state_dict(trainer.policy)
+    torch.save(full, path)
+    local = {"params": sum(p.to_local().numel() for p in trainer.policy.parameters()),
+             # lm_head.weight is tied to embed_tokens.weight: one parameter
+             "full": sum(v.numel() for k, v in full.items() if k != "lm_head.weight"),
+             "adam": sum(s["exp_avg"].to_local().numel() for s in trainer.optimizer.state.values())}
+    torch.save(local, path.with_name(path.name.replace("-rank", "-sizes-rank")))
+
+
 def _worker(rank: int, port: int, root: str) -> None:
-    """One rank: every combination with FSDP2 through ``run_training``, then a resumed run."""
-    join_as_rank(rank, port)
+    """One rank: every combination with FSDP2, then a resumed run; zero-gradient passes are counted."""
     import rollwise.rlvr.trainer as tr
 
-    root_p, writes, zero_passes = Path(root), [], []
-    save, fit, zero_backward = tr.save_checkpoint, tr.Trainer.fit, tr.Trainer._zero_backward
+    zero_passes, zero_backward = [], tr.Trainer._zero_backward
 
     def counted_zero_backward(self, mb):
         zero_passes.append(Path(self.run_dir).name)
         return zero_backward(self, mb)
 
-    def counted_save(*a, **k):
-        writes.append("checkpoint")
-        return save(*a, **k)
-
-    def fit_and_keep(self, resume=False):
-        out = fit(self, resume)
-        name = Path(self.run_dir).name
-        assert distributed.is_sharded(self.policy) and self.fsdp
-        full = distributed.full_state_dict(self.policy)  # a collective: both ranks
-        torch.save(full, root_p / "params" / f"{name}-rank{rank}.pt")
-        local = {"params": sum(p.to_local().numel() for p in self.policy.parameters()),
-                 # lm_head.weight is tied to embed_tokens.weight: one parameter
-                 "full": sum(v.numel() for k, v in full.items() if k != "lm_head.weight"),
-                 "adam": sum(s["exp_avg"].to_local().numel() for s in self.optimizer.state.values())}
-        torch.save(local, root_p / "params" / f"{name}-sizes-rank{rank}.pt")
-        return out
-
-    tr.save_checkpoint, tr.Trainer.fit = counted_save, fit_and_keep
     tr.Trainer._zero_backward = counted_zero_backward
-    with distributed.process_group_from_env():
-        for name in COMBOS:
-            commands.run_training(_config(root_p, name, FSDP))
-        commands.run_training(_config(root_p, f"{RESUMED}-resumed", FSDP, "train.steps=1"))
-        commands.run_training(_config(root_p, f"{RESUMED}-resumed", FSDP), resume=True)
-    torch.save(writes, root_p / "params" / f"writes-rank{rank}.pt")
-    torch.save(zero_passes, root_p / "params" / f"zero-passes-rank{rank}.pt")
+    run_as_rank(rank, port, root, _config, COMBOS, RESUMED, _keep_gathered, FSDP)
+    torch.save(zero_passes, Path(root) / "params" / f"zero-passes-rank{rank}.pt")
 
 
 @pytest.fixture(scope="module")
