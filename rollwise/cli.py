@@ -12,6 +12,7 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 #: ``rollwise repro NAME`` -> module with ``run(quick, out_dir, seeds) -> ReproReport``.
 REPROS: dict[str, str] = {
@@ -71,11 +72,28 @@ def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     if not path.exists():
         print(f"rollwise bench: {path} not found (benchmarks ship with the source checkout)", file=sys.stderr)
         return 2
-    spec = importlib.util.spec_from_file_location(f"rollwise_bench_{path.stem}", path)
+    return int(load_benchmark(path.stem).main(rest) or 0)
+
+
+def load_benchmark(stem: str) -> ModuleType:
+    """``benchmarks/<stem>.py`` as the module ``rollwise_bench_<stem>``, loaded once per process.
+
+    It is registered in ``sys.modules`` before it runs, so dataclasses (which look their module up there)
+    work in benchmark scripts.
+    """
+    name = f"rollwise_bench_{stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _benchmarks_dir() / f"{stem}.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return int(mod.main(rest) or 0)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
 
 
 def build_parser() -> argparse.ArgumentParser:

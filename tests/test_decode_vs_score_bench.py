@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from rollwise.cli import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    path = ROOT / "benchmarks" / "decode_vs_score.py"
-    spec = importlib.util.spec_from_file_location("bench_decode_vs_score", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("decode_vs_score")
 
 
 def test_cost_model_hand_computed():

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from functools import lru_cache
-from pathlib import Path
 
 import pytest
 import torch
 
+from rollwise.cli import load_benchmark
 from rollwise.rlvr.engines.quantized import QuantizedEngine
 
 
-@lru_cache(maxsize=1)
 def _bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "ais_exact_training.py"
-    spec = importlib.util.spec_from_file_location("bench_ais_exact_training", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ais_exact_training")
 
 
 def _toy():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rollwise.cli import load_benchmark
 from rollwise.config import ConfigError
 from rollwise.rlvr.correction import make_correction
 from rollwise.rlvr.engines import SamplingConfig, make_engine
@@ -193,14 +194,7 @@ def test_sampled_evaluation_measures_the_full_precision_policy(tmp_path):
 
 # ---- benchmarks/quantized_rollout.py: design presets and spec 5.4 summaries ----------------------------------
 def _bench():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "quantized_rollout.py"
-    spec = importlib.util.spec_from_file_location("bench_quantized_rollout", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("quantized_rollout")
 
 
 def test_bench_designs_resolve_to_valid_configs(tmp_path):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rollwise.cli import load_benchmark
 from rollwise.config import ConfigError
 from rollwise.rlvr.advantages import (
     centred_surprisal_advantages,
@@ -23,8 +21,6 @@ from rollwise.rlvr.advantages import (
 )
 from rollwise.rlvr.advantages.ucpo import inverse_q_weights, sequence_scores, subgroup_log_q
 from rollwise.rlvr.batch import RolloutBatch
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def mask_of(lengths: list[int], T: int | None = None) -> torch.Tensor:
@@ -207,11 +203,7 @@ def test_registry_reads_old_logprobs_and_validates() -> None:
 # ----------------------------------------------------------------------------- tabular bandit (ucpo.md 3.2)
 
 def _bandit_module():
-    spec = importlib.util.spec_from_file_location("diversity_bandit", ROOT / "benchmarks" / "diversity_bandit.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("diversity_bandit")
 
 
 def test_tabular_bandit_ucpo_keeps_accuracy_and_raises_diversity() -> None:
