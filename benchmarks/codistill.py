@@ -27,7 +27,7 @@ Wall-clock per step, three definitions (median over steps 2..S of the per-step r
               generation + large old log-probs + large update.
     lean      the whole step against a leaner GRPO-large that skips its old-log-prob pass (possible here because
               the in-process engine samples with the policy's own weights): GRPO-large's step minus that pass.
-Writes benchmarks/results/codistill.{json,md} and codistill_*.png (``--quick``: codistill_quick.*).
+Writes benchmarks/results/codistill.{json,md} and codistill_*.png (``--quick``: codistill_quick.*; ``--name N``: N.*).
 """
 
 from __future__ import annotations
@@ -282,7 +282,8 @@ def scoring_profile(args: argparse.Namespace, seed: int, reps: int = 10) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options; its defaults are the v2 design (``codistill_long`` reuses them)."""
     ap = argparse.ArgumentParser(prog="rollwise bench codistill")
     ap.add_argument("--quick", action="store_true", help="1 seed, few steps (a smoke run, not a measurement)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
@@ -304,8 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scoring-profile", action="store_true",
                     help="only time the large model's scoring of all vs distinct rollouts (first seed's warm starts)")
     ap.add_argument("--out", default="runs/bench-codistill")
-    ap.add_argument("--results", default=str(RESULTS), help="folder of codistill.{json,md,png}")
-    args = ap.parse_args(argv)
+    ap.add_argument("--results", default=str(RESULTS), help="folder of the results files")
+    ap.add_argument("--name", default="", help="results file stem (default codistill, --quick codistill_quick)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick:
         seeds, args.steps = seeds[:1], args.steps or 8
@@ -353,7 +359,7 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
     from rollwise.report import bar_plot, fmt, line_plot, markdown_table
 
     out = Path(args.results)
-    name = "codistill_quick" if args.quick else "codistill"
+    name = args.name or ("codistill_quick" if args.quick else "codistill")
     runs = ["warm", *RUNS]
     keys = ("small_pass1", "small_greedy", "large_pass1", "large_greedy", "kl_small_large", "small_sft_steps",
             "large_sft_steps", *TIMINGS,
@@ -409,6 +415,8 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
     figs.append(line_plot(out / f"{name}_kl.png", series, "RL step", "per-token KL(small || large)",
                           "KL between the models on training rollouts"))
     cmd = "rollwise bench codistill" + (" --quick" if args.quick else "") + f" --seeds {','.join(map(str, seeds))}"
+    cmd += "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("is_mode", args.is_mode), ("name", args.name))
+                   if v and v != "truncated")
     md = [
         "# CoDistill-GRPO benchmark (specs/codistill.md 2.2)", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a 2-core CPU shared with other jobs, 1 torch thread: "

@@ -38,6 +38,7 @@ BENCHES: dict[str, str] = {
     "ray-rollout": "ray_rollout.py",
     "replay-a-re-2-noise": "imitation_re2_noise.py",
     "decode-vs-score": "decode_vs_score.py",
+    "codistill-long": "codistill_long.py",
 }
 
 
