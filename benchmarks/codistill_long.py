@@ -67,9 +67,8 @@ def cell_trainers(args: argparse.Namespace, seed: int, layers: int, tokens: int)
     return {name: make_trainer(name, cfg, small, large, tok, task) for name in RUNS}
 
 
-def run_cell(args: argparse.Namespace, seed: int, layers: int, tokens: int) -> dict[str, Any]:
+def run_cell(args: argparse.Namespace, trainers: dict[str, Any], tokens: int) -> dict[str, Any]:
     """Lock-step steps of both trainers; per-definition medians (s) and paired ratios over steps 2..S."""
-    trainers = cell_trainers(args, seed, layers, tokens)
     recs: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNS}
     for step in range(1, args.steps + 1):
         order = RUNS if step % 2 else RUNS[::-1]
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     for layers in (int(x) for x in args.large_layers.split(",")):
         for tokens in (int(x) for x in args.tokens.split(",")):
             for seed in seeds:
-                res = run_cell(args, seed, layers, tokens)
+                res = run_cell(args, cell_trainers(args, seed, layers, tokens), tokens)
                 cells.setdefault(f"{layers}/{tokens}", {})[seed] = res
                 print(f"layers {layers} T={tokens} seed {seed}: step saving {100 * (1 - res['step_ratio']):+.1f}% "
                       f"(GRPO {res['grpo_large/step_s']:.2f} s, CoDistill {res['cd_a1/step_s']:.2f} s)", flush=True)
