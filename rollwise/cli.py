@@ -39,6 +39,7 @@ BENCHES: dict[str, str] = {
     "replay-a-re-2-noise": "imitation_re2_noise.py",
     "decode-vs-score": "decode_vs_score.py",
     "codistill-long": "codistill_long.py",
+    "codistill-is-diagnostic": "codistill_is_diagnostic.py",
 }
 
 
