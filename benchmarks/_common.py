@@ -31,3 +31,11 @@ def write_results(name: str, payload: dict[str, Any], markdown: str, out_dir: Pa
     md = out / f"{name}.md"
     md.write_text(markdown)
     return md
+
+
+def publish(name: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None) -> Path:
+    """``write_results``, then print the Markdown and where it was written; returns the ``.md`` path."""
+    path = write_results(name, payload, markdown, out_dir=out_dir)
+    print(markdown.rstrip("\n"))
+    print(f"written: {path}")
+    return path

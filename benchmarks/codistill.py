@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, publish, write_results  # noqa: E402
 
 RUNS = {"grpo_small": None, "grpo_large": None, "cd_a0": 0.0, "cd_a0.5": 0.5, "cd_a1": 1.0}
 #: time/<phase> keys summed for each wall-clock definition (see the module docstring)
@@ -317,14 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         seeds, args.steps = seeds[:1], args.steps or 8
     args.steps = args.steps or 100
 
-    import torch
-
     from rollwise.rlvr.commands import _quiet_transformers
     from rollwise.runlog import set_threads
 
     _quiet_transformers()
     set_threads(1)
-    torch.set_num_threads(1)
     if args.scoring_profile:
         return scoring_profile(args, seeds[0])
     per_seed: dict[int, dict[str, Any]] = {}
@@ -434,9 +431,7 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
     ]
     payload = {"args": vars(args), "seeds": seeds, "means": means, "per_seed": per_seed, "checks": checks,
                "kl_curves": curves, "figures": [str(f) for f in figs]}
-    path = write_results(name, payload, "\n".join(md) + "\n", out_dir=out)
-    print("\n".join(md))
-    print(f"written: {path}")
+    publish(name, payload, "\n".join(md) + "\n", out_dir=out)
     return 0
 
 

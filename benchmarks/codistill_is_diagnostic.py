@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, publish  # noqa: E402
 from codistill import base_overrides, build_parser, evaluate_pair, make_trainer, warm_start  # noqa: E402
 
 #: arm -> (codistill.large_is_mode, dual_clip_c of the large model's loss)
@@ -130,10 +130,8 @@ def report(args: argparse.Namespace, per_seed: dict[int, dict[str, Any]], second
           "w_max = largest w seen. Means over seeds.", "",
           markdown_table(rows), "", "## Per seed", "", markdown_table(seed_rows), ""]
     name = "codistill_is_diagnostic_quick" if args.quick else "codistill_is_diagnostic"
-    path = write_results(name, {"args": vars(args), "per_seed": per_seed}, "\n".join(md) + "\n",
+    publish(name, {"args": vars(args), "per_seed": per_seed}, "\n".join(md) + "\n",
                          out_dir=Path(args.results))
-    print("\n".join(md))
-    print(f"written: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,14 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         seeds, args.steps = seeds[:1], 4
 
-    import torch
-
     from rollwise.rlvr.commands import _quiet_transformers
     from rollwise.runlog import set_threads
 
     _quiet_transformers()
     set_threads(1)
-    torch.set_num_threads(1)
     per_seed: dict[int, dict[str, Any]] = {}
     t0 = time.perf_counter()
     for seed in seeds:

@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, publish  # noqa: E402
 from codistill import TIMINGS, base_overrides, build_parser, make_trainer, step_timings  # noqa: E402
 
 RUNS = ("grpo_large", "cd_a1")
@@ -139,9 +139,7 @@ def report(args: argparse.Namespace, seeds: list[int], cells: dict[str, dict[int
           "GRPO-large's update or the small model's / the large model's CoDistill update.", "",
           markdown_table(seed_rows), ""]
     payload = {"args": vars(args), "seeds": seeds, "cells": cells, "table": rows}
-    path = write_results(name, payload, "\n".join(md) + "\n", out_dir=Path(args.results))
-    print("\n".join(md))
-    print(f"written: {path}")
+    publish(name, payload, "\n".join(md) + "\n", out_dir=Path(args.results))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,14 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 2:
         ap.error("--steps must be at least 2 (step 1 is a warm-up)")
 
-    import torch
-
     from rollwise.rlvr.commands import _quiet_transformers
     from rollwise.runlog import set_threads
 
     _quiet_transformers()
     set_threads(1)
-    torch.set_num_threads(1)
     cells: dict[str, dict[int, dict[str, Any]]] = {}
     t0 = time.perf_counter()
     for layers in (int(x) for x in args.large_layers.split(",")):

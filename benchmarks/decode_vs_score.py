@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, publish  # noqa: E402
 
 #: name -> TinyModelConfig fields. small: the CoDistill small model (the ``codistill`` preset / benchmark);
 #: large_v2: CoDistill v2's large model (library default size); large_spec: the spec's large (4 layers);
@@ -209,15 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or "small" not in names or len(names) < 2:
         ap.error(f"--models: need 'small' and at least one large model from {', '.join(MODELS)} (unknown: {unknown})")
 
-    import torch
-
     from rollwise.rlvr.commands import _quiet_transformers
     from rollwise.rlvr.tasks import make_task
     from rollwise.runlog import set_threads
 
     _quiet_transformers()
     set_threads(args.threads)
-    torch.set_num_threads(args.threads)
     t_all = time.perf_counter()
     task = make_task("add3", max_operand=49, n_train=1500, n_test=500)  # the CoDistill benchmark's task
     prompts = [e.prompt for e in task.examples("train")[:PROMPTS]]
@@ -307,9 +304,7 @@ def report(args, names, tokens, reps, params, measured, seconds: float, _plen: i
                "cells": [{"model": n, "rows": r, "tokens": t, **m} for (n, r, t), m in measured.items()],
                "cost_model": cm, "prompts_per_step": PROMPTS, "G": G, "M": M}
     out = Path(args.out) if args.out else RESULTS
-    path = write_results(name, payload, "\n".join(md) + "\n", out)
-    print("\n".join(md))
-    print(f"written: {path}")
+    publish(name, payload, "\n".join(md) + "\n", out)
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, publish  # noqa: E402
 from diversity_bandit import bandit_table  # noqa: E402
 
 #: the MakeN settings (ucpo.md 3.1, CPU-sized). v1: operators + - only, 8 held-out targets, 150 RL steps (the first
@@ -341,9 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                "means_train_targets": means_tr, "warm_start_train_targets": warm_tr,
                "acceptance_train_targets": acceptance_tr,
                "per_seed": {str(k): v for k, v in per_seed.items()}, "wall_seconds": wall, "figures": figures}
-    path = write_results(name, payload, "\n".join(md) + "\n", out)
-    print("\n".join(md))
-    print(f"written: {path}")
+    publish(name, payload, "\n".join(md) + "\n", out)
     return 0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, publish  # noqa: E402
 from basis_setup import Setting, config, initial_policy  # noqa: E402
 
 #: name -> (preset, extra overrides)
@@ -159,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t_start
     payload, md = summarise(runs, seeds, args, setting, basis_state["offline"], seconds)
     plots(runs, Path(args.out), args.name)
-    path = write_results(args.name, payload, md, Path(args.out))
-    print(md)
-    print(f"written: {path}")
+    publish(args.name, payload, md, Path(args.out))
     return 0
 
 

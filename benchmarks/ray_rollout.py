@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_results  # noqa: E402
+from _common import publish  # noqa: E402
 
 #: the ~10x model of benchmarks/throughput.py
 SIZE_10X = {"hidden_size": 256, "num_layers": 5, "num_heads": 4, "intermediate_size": 1024}
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
           f"All arms generated the same tokens: {same}. `sync_weights` (one put, {args.workers} actors load): "
           f"median {statistics.median(sync_s) * 1000:.1f} ms. Engine start-up (Ray actors up and loaded): "
           f"{t_start:.1f} s.", ""]
-    path = write_results("ray_rollout", payload, "\n".join(md))
-    print("\n".join(md))
-    print(f"written: {path}")
+    publish("ray_rollout", payload, "\n".join(md))
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_results  # noqa: E402
+from _common import publish  # noqa: E402
 
 SIZES = {
     "default": {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "intermediate_size": 512},
@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         md.append(f"Step time ratio 10x / default: {ratio:.2f} (parameters ratio "
                   f"{payload['10x']['params'] / payload['default']['params']:.1f}).")
         payload["step_time_ratio"] = ratio
-    path = write_results("throughput", payload, "\n".join(md) + "\n")
-    print("\n".join(md))
-    print(f"written: {path}")
+    publish("throughput", payload, "\n".join(md) + "\n")
     return 0
 
 

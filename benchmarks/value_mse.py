@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, publish  # noqa: E402
 from basis_setup import CACHE, Setting, config, initial_policy  # noqa: E402
 
 #: BASIS variants scored (name -> estimator parameters); "probe25" rebuilds the prior from 25% + a probe
@@ -293,9 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     line_plot(out / f"{args.name}.png", {n: (xs, [float(np.mean(results[c][n])) for c in xs]) for n in names},
               "REINFORCE++ training step of the checkpoint", "MSE vs exact V(x)",
               title=f"Value-estimation MSE on ADD-3 (B={args.batch_size})", logy=True)
-    path = write_results(args.name, payload, md, out)
-    print(md)
-    print(f"written: {path}")
+    publish(args.name, payload, md, out)
     return 0
 
 
