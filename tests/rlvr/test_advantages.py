@@ -353,3 +353,49 @@ def test_default_hooks_are_no_ops() -> None:
     assert est.state_dict() == {}
     est.load_state_dict({})
     assert "GRPOParams" in repr(est)
+
+
+# ---------------------------------------------------------------- float rounding of group statistics (issue 18)
+
+
+@settings(max_examples=80, deadline=None)
+@given(value=st.one_of(st.sampled_from([1.1, 0.9, 123.456, 0.1, -3.3]), st.floats(-1e6, 1e6, allow_nan=False)),
+       size=st.integers(2, 33), dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]))
+def test_all_equal_group_gets_exactly_zero_in_any_dtype(value: float, size: int, dtype: torch.dtype) -> None:
+    rewards = torch.full((size,), value, dtype=torch.float64).to(dtype)
+    if not torch.isfinite(rewards).all():
+        return
+    groups = torch.zeros(size, dtype=torch.long)
+    mask = torch.ones(size, 3)
+    for adv in (grpo_advantages(rewards, groups, mask), grpo_advantages(rewards, groups, mask, norm_by_std=False),
+                rloo_advantages(rewards, groups, mask), reinforce_pp_baseline_advantages(rewards, groups, mask),
+                reinforce_pp_advantages(rewards, mask)):
+        assert torch.all(adv == 0)
+
+
+def test_issue_examples_all_equal_float32_groups() -> None:
+    for value in (1.1, 0.9, 123.456):
+        adv = grpo_advantages(torch.full((16,), value), torch.zeros(16, dtype=torch.long), torch.ones(16, 1))
+        assert torch.all(adv == 0), value
+
+
+def test_constant_group_next_to_a_varied_group() -> None:
+    rewards = torch.tensor([1.1] * 16 + [0.1, 0.2, 0.3, 0.4])
+    groups = torch.tensor([0] * 16 + [1] * 4)
+    adv = grpo_advantages(rewards, groups, torch.ones(20, 2))[:, 0]
+    assert torch.all(adv[:16] == 0)
+    assert torch.allclose(adv[16:], torch.tensor([-1.161895, -0.387298, 0.387298, 1.161895]), atol=1e-4)
+
+
+def test_reinforce_pp_baseline_keeps_the_reward_of_an_empty_row() -> None:
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])
+    groups = torch.tensor([0, 0, 1, 1, 1])
+    mask = torch.ones(5, 3)
+    mask[4] = 0
+    adv = reinforce_pp_baseline_advantages(rewards, groups, mask)
+    # group 1's mean is 2/3 with the empty row's reward 1 (GRPO, RLOO, verl), not 1/3
+    centred = torch.tensor([0.5, -0.5, 1 / 3, -2 / 3])
+    m = centred.repeat_interleave(3)
+    expected = (m - m.mean()) / (m.std() ** 2 + 1e-8).sqrt()
+    assert torch.allclose(adv[:4].reshape(-1), expected, atol=1e-5)
+    assert torch.all(adv[4] == 0)

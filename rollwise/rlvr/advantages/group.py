@@ -32,14 +32,21 @@ def group_stats(values: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Tens
     """Mean, unbiased (Bessel) std and size of each element's group, each ``(B,)``.
 
     A one-member group gets std 0 (its Bessel variance is undefined); callers decide what to do with it.
+    A group whose values are all equal gets exactly its value as mean and std 0 in any dtype: a rounded
+    float32 mean of 16 copies of 1.1 is one unit in the last place off, and ``(r - mean) / (std + eps)``
+    would turn that residual into an advantage of arbitrary sign.
     """
     _, inverse, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)
     counts_f = counts.to(values.dtype)
     mean = torch.zeros_like(counts_f).index_add_(0, inverse, values) / counts_f
-    centred = values - mean[inverse]
+    lowest = torch.full_like(counts_f, float("inf")).scatter_reduce(0, inverse, values, "amin")
+    highest = torch.full_like(counts_f, float("-inf")).scatter_reduce(0, inverse, values, "amax")
+    constant = (lowest == highest)[inverse]
+    mean_i = torch.where(constant, values, mean[inverse])
+    centred = values - mean_i
     sq = torch.zeros_like(counts_f).index_add_(0, inverse, centred.square())
     std = (sq / (counts_f - 1).clamp_min(1)).sqrt()
-    return mean[inverse], std[inverse], counts[inverse]
+    return mean_i, std[inverse], counts[inverse]
 
 
 def grpo_advantages(rewards: Tensor, group_ids: Tensor, response_mask: Tensor, *, norm_by_std: bool = True,

@@ -31,7 +31,7 @@ def whiten(values: Tensor, mask: Tensor, variance: str = "bessel") -> Tensor:
     """Masked global whitening (REINFORCE++ "global normalisation"), ``(B, T) -> (B, T)``.
 
     (x - mu) / sigma with mu and sigma over every (i, t) where ``mask`` is 1; zero where ``mask`` is 0.
-    A batch whose valid values are all equal gives 0, not NaN.
+    A batch whose valid values are all equal gives exactly 0 (not NaN, not a rounding residual).
     """
     if variance not in VARIANCES:
         raise ConfigError(f"variance={variance!r} is invalid; valid choices: {', '.join(VARIANCES)}")
@@ -40,6 +40,9 @@ def whiten(values: Tensor, mask: Tensor, variance: str = "bessel") -> Tensor:
     if variance == "bessel" and n < 2:
         raise ValueError(f"whiten with Bessel variance needs at least 2 valid tokens, got {int(n)}")
     if n == 0:
+        return torch.zeros_like(values)
+    valid = values[mask.bool()]
+    if bool(valid.min() == valid.max()):  # exactly 0, not a rounded mean's residual scaled up by 1e4
         return torch.zeros_like(values)
     mean = (values * m).sum() / n
     centred = (values - mean) * m
@@ -101,6 +104,19 @@ def reinforce_pp_advantages(rewards: Tensor, response_mask: Tensor, *, kl: Tenso
     return whiten(returns, response_mask, variance)
 
 
+def sequence_scores(rewards: Tensor, response_mask: Tensor, kl: Tensor | None = None,
+                    kl_coef: float = 0.0) -> Tensor:
+    """R_i = r_i - kl_coef * sum_t kl_{i,t} over valid tokens, ``(B,)``.
+
+    A rollout with no valid token keeps its reward r_i, so it counts in its group's mean as it does in
+    GRPO, RLOO and verl (its own advantage is still 0: it has no token to carry it).
+    """
+    scores = as_float(rewards)
+    if kl is not None and kl_coef != 0.0:
+        scores = scores - kl_coef * (kl.to(scores.dtype) * response_mask.to(scores.dtype)).sum(dim=-1)
+    return scores
+
+
 def reinforce_pp_baseline_advantages(rewards: Tensor, group_ids: Tensor, response_mask: Tensor, *,
                                      kl: Tensor | None = None, kl_coef: float = 0.0,
                                      variance: str = "bessel") -> Tensor:
@@ -116,7 +132,7 @@ def reinforce_pp_baseline_advantages(rewards: Tensor, group_ids: Tensor, respons
     Returns:
         (B, T) advantages, zero where the mask is 0.
     """
-    scores = outcome_token_rewards(rewards, response_mask, kl, kl_coef).sum(dim=-1)
+    scores = sequence_scores(rewards, response_mask, kl, kl_coef)
     mean, _, size = group_stats(scores, group_ids)
     centred = scores - torch.where(size > 1, mean, torch.zeros_like(mean))
     return whiten(broadcast_to_tokens(centred, response_mask), response_mask, variance)
