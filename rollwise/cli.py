@@ -100,6 +100,8 @@ def load_benchmark(stem: str) -> ModuleType:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rollwise", description="Learning from rollouts.")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (also accepted after "
+                                                         "the sub-command)")
     sub = p.add_subparsers(dest="command", required=True)
 
     for name, help_ in (("train", "RL post-training (default: tiny model on add3, CPU)"),
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
         if name == "train":
             sp.add_argument("--algorithm", help="shortcut for a preset: e.g. grpo, basis, codistill")
+            sp.add_argument("--overwrite", action="store_true",
+                            help="reuse a non-empty run.output_dir: remove rollwise's files in it, keep the rest")
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint: pass@k, maj@k, exact accuracy")
     ev.add_argument("checkpoint", help="run directory or checkpoint directory")
@@ -136,20 +140,66 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; returns the exit status.
+
+    An error the user can cause (:class:`rollwise.errors.RollwiseError`: settings, files, folders, data)
+    is printed as one line and exits 2; any other exception is printed as one line naming its type and
+    exits 1. ``--debug`` (anywhere before a ``bench`` name's own arguments) shows the traceback instead.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    head = argv[:2] if argv[:1] == ["bench"] else argv  # a benchmark's own arguments pass through untouched
+    debug = "--debug" in head
+    if debug:
+        argv.remove("--debug")
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if getattr(args, "set", None) is None:
         args.set = []  # not a shared mutable default: argparse appends to the default list in place
+    if args.command != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return _run(args, rest)
+    except Exception as e:  # noqa: BLE001 - the one place that turns every exception into a message
+        if debug:
+            raise
+        print(error_line(args.command, e), file=sys.stderr)
+        return 2 if _is_user_error(e) else 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"rollwise {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "bench":
         return _cmd_bench(args, rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "repro":
         return _cmd_repro(args)
     from rollwise.rlvr import commands  # lazy: pulls in torch/transformers
 
     return commands.dispatch(args)
+
+
+def _is_user_error(e: BaseException) -> bool:
+    from rollwise.errors import RollwiseError
+
+    return isinstance(e, RollwiseError)
+
+
+def error_line(command: str, e: BaseException) -> str:
+    """One line for an exception: ``rollwise CMD: config error: ...`` for rollwise's own errors,
+    ``rollwise CMD: error (TypeName): ...`` otherwise."""
+    from rollwise.config import ConfigError
+
+    text = " ".join(str(e).split()) or repr(e)
+    if isinstance(e, ConfigError):
+        return f"rollwise {command}: config error: {text}"
+    if _is_user_error(e):
+        return f"rollwise {command}: error: {text}"
+    if isinstance(e, OSError) and e.filename is not None:
+        text = f"{e.filename}: {e.strerror or text}"
+    return f"rollwise {command}: error ({type(e).__name__}): {text} (rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":  # pragma: no cover

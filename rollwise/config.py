@@ -15,10 +15,12 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
+from rollwise.errors import RollwiseError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(RollwiseError, ValueError):
     """A configuration is invalid: unknown key, wrong type, bad value or an illegal combination."""
 
 

@@ -219,7 +219,9 @@ def write_run_report(run_dir: str | Path) -> Path:
     run = Path(run_dir)
     records = read_jsonl(run / "metrics.jsonl")
     if not records:
-        raise ValueError(f"{run / 'metrics.jsonl'} has no records")
+        from rollwise.errors import DataError
+
+        raise DataError(f"{run / 'metrics.jsonl'} has no records")
     figs = run / "plots"
     eval_key = next((k for k in ("eval/exact_accuracy", "eval/accuracy") if any(k in r for r in records)), None)
     made: list[Path] = []

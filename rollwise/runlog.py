@@ -89,7 +89,7 @@ class RunLog:
         """Keep only records whose ``key`` is at most ``step`` (records without the key are kept)."""
         if not self.path.exists():
             return
-        kept = [r for r in read_jsonl(self.path) if r.get(key, -math.inf) <= step]
+        kept = [r for r in read_jsonl(self.path, torn_tail=True) if r.get(key, -math.inf) <= step]
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w") as f:
             for r in kept:
@@ -110,18 +110,29 @@ class RunLog:
             self._tb.close()
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL file; a malformed line raises ``ValueError`` naming the file and line number."""
+def read_jsonl(path: str | Path, torn_tail: bool = False) -> list[dict[str, Any]]:
+    """Read a JSONL file of objects; a malformed line raises ``DataError`` naming the file and line number.
+
+    ``torn_tail=True`` drops a malformed *last* line instead: what a process killed while appending leaves.
+    """
+    from rollwise.errors import DataError
+
     out = []
-    with Path(path).open() as f:
-        for i, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: malformed JSON line ({e.msg})") from e
+    try:
+        lines = Path(path).read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    numbered = [(i, line.strip()) for i, line in enumerate(lines, start=1) if line.strip()]
+    for j, (i, line) in enumerate(numbered):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if torn_tail and j == len(numbered) - 1:
+                break
+            raise DataError(f"{path}:{i}: malformed JSON line ({e.msg})") from e
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{i}: expected a JSON object, got {type(rec).__name__}")
+        out.append(rec)
     return out
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from rollwise.config import ConfigError, to_dict, to_toml
+from rollwise.config import to_dict, to_toml
+from rollwise.errors import RunDirError
 from rollwise.rlvr.run_config import RLVRConfig, resolve_config
+from rollwise.rlvr.run_dir import claim_run_dir
 from rollwise.runlog import seed_everything, set_threads
 
 #: the built-in default job: a tiny model from scratch, warmed up, trained with RL on add3, on CPU
@@ -57,13 +58,15 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
     return model, tokenizer
 
 
-def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
+def run_training(cfg: RLVRConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Build everything from ``cfg``, train, write the report; returns a summary dict.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the data-parallel group (``distributed.py``): rank 0
     warms up, writes and reports; the others receive its weights. ``train.rollout_shards`` (0 = the world
     size) sets how many seeded shards each step's rollouts are drawn in: a 1-process run with
     ``train.rollout_shards=N`` draws the same batches, and makes the same updates, as an N-rank run.
+    The run folder is claimed first (``run_dir.claim_run_dir``): a fresh run refuses a folder holding
+    files unless ``overwrite``, and ``resume`` needs a checkpoint, both before any work.
     """
     from rollwise.rlvr import distributed
 
@@ -72,10 +75,10 @@ def run_training(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
             from rollwise.rlvr.codistill import check_parallel
 
             check_parallel(cfg, dp)
-        return _train(cfg, resume, dp)
+        return _train(cfg, resume, dp, overwrite)
 
 
-def _train(cfg: RLVRConfig, resume: bool, dp: Any) -> dict[str, Any]:
+def _train(cfg: RLVRConfig, resume: bool, dp: Any, overwrite: bool = False) -> dict[str, Any]:
     from rollwise.report import write_run_report
     from rollwise.rlvr.tasks import make_task
     from rollwise.rlvr.trainer import Trainer
@@ -85,9 +88,7 @@ def _train(cfg: RLVRConfig, resume: bool, dp: Any) -> dict[str, Any]:
     seed_everything(cfg.train.seed)
     run_dir = Path(cfg.run.output_dir)
     if dp.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume and (run_dir / "metrics.jsonl").exists():
-            (run_dir / "metrics.jsonl").unlink()
+        claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
         (run_dir / "config.toml").write_text(to_toml(to_dict(cfg)))
     task = make_task(cfg.task.name, **cfg.task.params)
     policy, tokenizer = build_policy(cfg, task, run_dir / "warm_start" if dp.is_main else None, resume=resume,
@@ -112,7 +113,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_toml(to_dict(cfg)), end="")
         return 0
-    summary = run_training(cfg, resume=args.resume)
+    summary = run_training(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints
         print(json.dumps(summary, indent=2))
         if "report" in summary:
@@ -142,15 +143,14 @@ def _cmd_sft(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from rollwise.rlvr.checkpoint import latest_checkpoint
     from rollwise.rlvr.evaluate import evaluate_sampled
     from rollwise.rlvr.models import load_policy
     from rollwise.rlvr.tasks import make_task
 
     path = Path(args.checkpoint)
+    ckpt = eval_checkpoint(path)
     cfg_file = args.config or (str(path / "config.toml") if (path / "config.toml").exists() else None)
     cfg = resolve_config(cfg_file, args.set)
-    ckpt = latest_checkpoint(path) or path
     _quiet_transformers()
     set_threads(cfg.run.threads or None)
     policy, tokenizer = load_policy(ckpt)
@@ -161,17 +161,41 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_checkpoint(path: Path) -> Path:
+    """The model folder ``rollwise eval PATH`` evaluates: a run folder's newest intact checkpoint, or
+    ``PATH`` itself when it is a model folder. Never the hub: ``PATH`` must exist.
+
+    Raises:
+        RunDirError: ``PATH`` does not exist or is a run folder without an intact checkpoint.
+    """
+    from rollwise.rlvr.checkpoint import latest_checkpoint
+
+    if not path.is_dir():
+        raise RunDirError(f"no such run or checkpoint folder {str(path)!r}")
+    ckpt = latest_checkpoint(path)
+    if ckpt is not None:
+        return ckpt
+    if (path / "config.json").is_file():
+        return path
+    if (path / "checkpoints").is_dir() or (path / "metrics.jsonl").exists():
+        raise RunDirError(f"run folder {str(path)!r} has no intact checkpoint in {str(path / 'checkpoints')!r}")
+    raise RunDirError(f"{str(path)!r} is neither a run folder (with checkpoints/) nor a model folder "
+                      f"(with config.json)")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from rollwise.report import write_run_report
+
+    if not Path(args.run_dir).is_dir():
+        raise RunDirError(f"no such run folder {args.run_dir!r}")
+    if not (Path(args.run_dir) / "metrics.jsonl").is_file():
+        raise RunDirError(f"run folder {args.run_dir!r} has no metrics.jsonl (has a run been trained into it?)")
 
     print(f"report: {write_run_report(args.run_dir)}")
     return 0
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    """Run ``args.command``; errors are turned into one-line messages by ``rollwise.cli.main``."""
     handlers = {"train": _cmd_train, "sft": _cmd_sft, "eval": _cmd_eval, "report": _cmd_report}
-    try:
-        return handlers[args.command](args)
-    except ConfigError as e:
-        print(f"rollwise {args.command}: config error: {e}", file=sys.stderr)
-        return 2
+    return handlers[args.command](args)

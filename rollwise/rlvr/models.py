@@ -23,6 +23,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from rollwise.errors import CheckpointError, ModelNotFoundError
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 #: printable ASCII without the control whitespace; enough for arithmetic, countdown and short maths
 CHARSET = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"]
@@ -125,6 +127,32 @@ def load_policy(name_or_path: str | Path, dtype: torch.dtype = torch.float32
     can build a different tokenizer next to a Qwen2 config). Hub ids need network access; set
     ``HF_HUB_OFFLINE=1`` to fail fast without it.
     """
+    p = Path(name_or_path)
+    if not p.exists() and looks_local(str(name_or_path)):
+        raise ModelNotFoundError(f"no such model folder {str(name_or_path)!r} (it looks like a local path, so the "
+                              f"hub is not asked)")
+    if p.exists() and not (p / "config.json").is_file():
+        raise CheckpointError(f"{str(p)!r} is not a model folder: it has no config.json")
+    if not p.exists():
+        return _load_policy_files(name_or_path, dtype)
+    try:
+        return _load_policy_files(name_or_path, dtype)
+    except Exception as e:  # noqa: BLE001 - damaged safetensors (SafetensorError), tokenizer or config files
+        raise CheckpointError(f"model folder {str(p)!r} is unreadable ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:200]})") from e
+
+
+def looks_local(name: str) -> bool:
+    """Whether ``name`` is meant as a local path rather than a hub id ``org/model``: absolute, relative
+    with ``.``/``..``/``~``, more than two path parts, a backslash, or a first part that is a local folder
+    (``runs/typo`` when ``runs/`` exists)."""
+    parts = Path(name).parts
+    return (name.startswith(("/", "./", "../", "~", ".\\")) or name in (".", "..") or "\\" in name
+            or len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir()))
+
+
+def _load_policy_files(name_or_path: str | Path, dtype: torch.dtype
+                       ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoTokenizer
 
     p = Path(name_or_path)
@@ -140,7 +168,7 @@ def load_policy(name_or_path: str | Path, dtype: torch.dtype = torch.float32
         tokenizer = AutoTokenizer.from_pretrained(str(p))
     else:
         if os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise FileNotFoundError(f"{name_or_path!r} is not a local folder and HF_HUB_OFFLINE=1 forbids the hub")
+            raise ModelNotFoundError(f"{str(name_or_path)!r} is not a local folder and HF_HUB_OFFLINE=1 forbids the hub")
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype)
     if tokenizer.pad_token is None:
