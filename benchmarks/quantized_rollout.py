@@ -208,7 +208,7 @@ def train_arm(args: argparse.Namespace, arm: str, seed: int, warm: Path, runs: P
     t0 = time.perf_counter()
     cfg = resolve_config(base=data)
     if not args.from_runs:
-        run_training(cfg)
+        run_training(cfg, overwrite=True)  # the benchmark owns its run folders
     records = read_jsonl(run_dir / "metrics.jsonl")
     records.append({"step": args.steps, **final_fp32_eval(cfg, run_dir, args.eval_samples)})
     print(f"train seed {seed} {arm}: {time.perf_counter() - t0:.0f}s, final fp32 accuracy "

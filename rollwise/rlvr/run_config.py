@@ -7,6 +7,8 @@ file (``--config``) or a dotted override (``--set train.steps=50``).
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -129,9 +131,9 @@ class RLVRConfig:
     codistill: CoDistillSection = field(default_factory=CoDistillSection)  # CoDistill-GRPO (off by default)
 
     def validate(self) -> None:
-        """Cross-field checks; each error names the keys involved and what would be right."""
-        _positive(self, ["train.steps", "train.prompts_per_step", "train.ppo_epochs", "train.mini_batches",
-                         "rollout.n", "rollout.max_new_tokens"])
+        """Every range and cross-field check, run at load before any work (the SFT warm start included);
+        each error names the key, its value and what is allowed."""
+        _check_ranges(self)
         if not 0 < self.rollout.top_p <= 1:
             raise ConfigError(f"rollout.top_p={self.rollout.top_p} must be in (0, 1]")
         if self.rollout.temperature <= 0:
@@ -139,9 +141,12 @@ class RLVRConfig:
         if self.train.prompts_per_step * self.rollout.n < self.train.mini_batches:
             raise ConfigError("train.mini_batches exceeds the number of rollouts per step")
         from rollwise.rlvr.advantages import make_estimator
+        from rollwise.rlvr.correction import make_correction
         from rollwise.rlvr.tasks import make_task
 
         make_estimator(self.algorithm.estimator, **self.algorithm.estimator_params).validate(self.rollout.n)
+        make_correction(self.algorithm.correction, **self.algorithm.correction_params)
+        _check_engine(self.rollout.engine)
         make_task(self.task.name, **self.task.params)
         cd = self.codistill  # CoDistill-GRPO checks
         if cd.enabled and not 2 <= cd.g <= cd.m:
@@ -150,12 +155,61 @@ class RLVRConfig:
             raise ConfigError(f"codistill.is_clip_c={cd.is_clip_c} must be > 0")
 
 
-def _positive(cfg: RLVRConfig, keys: list[str]) -> None:
-    for key in keys:
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value <= 0:
-            raise ConfigError(f"{key}={value} must be a positive integer")
+#: (key, test, what is allowed) for every numeric setting; the tests run on the value
+RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    *((k, lambda v: v >= 1, "an integer >= 1") for k in (
+        "train.steps", "train.prompts_per_step", "train.ppo_epochs", "train.mini_batches", "train.eval_prompts",
+        "rollout.n", "rollout.max_new_tokens", "rollout.batch_size", "sft.batch_size", "sft.examples",
+        "model.tiny.hidden_size", "model.tiny.num_layers", "model.tiny.num_heads", "model.tiny.intermediate_size",
+        "model.tiny.max_positions", "codistill.hint_epochs")),
+    *((k, lambda v: v >= 0, "an integer >= 0") for k in (
+        "train.micro_batch_size", "train.rollout_shards", "train.warmup_steps", "train.eval_every",
+        "train.checkpoint_every", "train.keep_checkpoints", "sft.steps", "run.threads", "codistill.hint_tokens")),
+    *((k, lambda v: math.isfinite(v) and v > 0, "a finite number > 0") for k in (
+        "train.lr", "sft.lr", "rollout.temperature", "task.reward_timeout_s", "codistill.is_clip_c")),
+    *((k, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0") for k in (
+        "train.weight_decay", "train.max_grad_norm", "algorithm.loss.clip_high", "algorithm.loss.kl_coef",
+        "codistill.large_lr", "codistill.alpha")),
+    ("algorithm.loss.clip_low", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("algorithm.loss.entropy_coef", math.isfinite, "a finite number"),
+    ("algorithm.loss.dual_clip_c", lambda v: v is None or (math.isfinite(v) and v > 1), "a number > 1 (or unset)"),
+    ("rollout.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("codistill.large_sft_steps", lambda v: v >= -1, "an integer >= 0, or -1 for sft.steps"),
+    ("run.output_dir", lambda v: bool(v.strip()), "a non-empty folder path"),
+]
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _check_ranges(cfg: RLVRConfig) -> None:
+    """Ranges of single settings (``RANGES``) and the combinations that make a run meaningless."""
+    for key, ok, allowed in RANGES:
+        value = _get(cfg, key)
+        if not ok(value):
+            raise ConfigError(f"{key}={value!r} is invalid; it must be {allowed}")
+    tiny = cfg.model.tiny
+    if tiny.hidden_size % tiny.num_heads:
+        raise ConfigError(f"model.tiny.hidden_size={tiny.hidden_size} must be divisible by "
+                          f"model.tiny.num_heads={tiny.num_heads}")
+    if not cfg.model.name_or_path and tiny.max_positions <= cfg.rollout.max_new_tokens:
+        raise ConfigError(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} leaves no room for a prompt in "
+                          f"model.tiny.max_positions={tiny.max_positions}; it must be smaller")
+
+
+def _check_engine(name: str) -> None:
+    """``rollout.engine`` names a registered engine whose module exists (nothing is imported or built)."""
+    import importlib.util
+
+    from rollwise.rlvr.engines import ENGINES
+
+    if name not in ENGINES:
+        raise ConfigError(f"rollout.engine={name!r} is not a known engine; valid choices: {', '.join(ENGINES)}")
+    if importlib.util.find_spec(ENGINES[name].split(":")[0]) is None:
+        raise ConfigError(f"rollout.engine={name!r} is planned but not implemented in this version of rollwise")
 
 
 #: named presets for ``rollwise train --algorithm NAME`` (merged over the built-in defaults)
