@@ -78,7 +78,8 @@ def sft_to_band(model, tok, task, lo: float, max_steps: int, lr: float, seed: in
     from rollwise.rlvr.sft import sft_tensors
 
     examples = task.sft_examples(20000, seed=seed)
-    ids, attn, loss_mask, t = sft_tensors(tok, [e.prompt for e in examples], [e.target for e in examples])
+    p_ids, p_mask, c_ids, loss_mask = sft_tensors(tok, [e.prompt for e in examples], [e.target for e in examples])
+    ids, attn, t = torch.cat([p_ids, c_ids], dim=1), torch.cat([p_mask, loss_mask.long()], dim=1), c_ids.shape[1]
     test = task.examples("test")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rollwise.rlvr.models import encode_completions, encode_prompts, sequence_logprobs
+from rollwise.rlvr.models import encode_completions, encode_prompts, response_logprobs
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -87,7 +87,7 @@ def mean_at_k(rewards: Sequence[Sequence[float]], k: int) -> float:
 @torch.no_grad()
 def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                        completions: list[str], temperature: float = 1.0, batch_size: int = 256,
-                       log: bool = False) -> Tensor:
+                       log: bool = False, compact: bool = False) -> Tensor:
     """V(x) = prod_t pi(y*_t | x, y*_<t) over the completion's tokens AND the final EOS (basis.md 5.1).
 
     One teacher-forced pass per batch. For a task with a unique correct completion y*, V(x) is the exact
@@ -96,6 +96,7 @@ def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 
     Args:
         prompts, completions: (N,) strings; completions without EOS (it is appended).
+        compact: teacher-force with the compact forward where the model supports it (``models.response_logprobs``).
     Returns:
         (N,) float32 probabilities (log-probabilities when ``log``).
     """
@@ -112,9 +113,7 @@ def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     for start in range(0, len(prompts), batch_size):
         p_ids, p_mask = encode_prompts(tokenizer, prompts[start : start + batch_size])
         c_ids, c_mask = encode_completions(tokenizer, completions[start : start + batch_size], add_eos=True)
-        ids = torch.cat([p_ids, c_ids], dim=1)
-        mask = torch.cat([p_mask, c_mask.to(p_mask.dtype)], dim=1)
-        logp, _ = sequence_logprobs(model, ids, mask, c_ids.shape[1], temperature=temperature)
+        logp, _ = response_logprobs(model, p_ids, p_mask, c_ids, c_mask, temperature=temperature, compact=compact)
         out.append((logp * c_mask).sum(dim=-1))
     model.train(was_training)
     total = torch.cat(out).float() if out else torch.zeros(0)

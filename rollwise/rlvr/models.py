@@ -64,6 +64,7 @@ class TinyModelConfig:
     intermediate_size: int = 512  # MLP width
     max_positions: int = 64  # longest prompt + response
     arch: str = "qwen2"  # qwen2 | llama
+    num_kv_heads: int = 0  # key/value heads (grouped-query attention); 0 = num_heads
 
 
 def tiny_causal_lm(tokenizer: PreTrainedTokenizerBase, cfg: TinyModelConfig, seed: int = 0) -> PreTrainedModel:
@@ -84,7 +85,7 @@ def tiny_causal_lm(tokenizer: PreTrainedTokenizerBase, cfg: TinyModelConfig, see
         intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
         max_position_embeddings=cfg.max_positions,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
@@ -226,6 +227,40 @@ def sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask:
     entropy = None
     if with_entropy:
         entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logprobs, entropy
+
+
+def response_logprobs(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, response_ids: Tensor,
+                      response_mask: Tensor, temperature: float = 1.0, with_entropy: bool = False,
+                      compact: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Teacher-forced log-probs (B, T) of ``response_ids`` after their prompts (and entropies when asked).
+
+    With ``compact`` a supported Llama/Qwen2 model runs the compact forward (``rlvr/compact.py``: identical
+    prompts run once, columns past the longest response are not computed and come back as 0). Other models,
+    or ``compact=False``, run :func:`sequence_logprobs` on ``cat(prompt, response)`` exactly as before.
+
+    Args:
+        prompt_ids, prompt_mask: (B, P) left-padded prompts. response_ids, response_mask: (B, T) right-padded.
+    Returns:
+        logprobs (B, T) and entropy (B, T) or None, as :func:`sequence_logprobs`.
+    """
+    from rollwise.rlvr.compact import compact_for
+
+    lm = compact_for(model) if compact else None
+    if lm is None:
+        ids = torch.cat([prompt_ids, response_ids], dim=1)
+        mask = torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1)
+        return sequence_logprobs(model, ids, mask, response_ids.shape[1], temperature, with_entropy)
+    t = response_ids.shape[1]
+    real = response_mask.bool().any(0)
+    width = int(real.nonzero().max()) + 1 if bool(real.any()) else 1
+    logits = lm.response_logits(prompt_ids, prompt_mask, response_ids[:, :width]).float() / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logprobs = logp_all.gather(-1, response_ids[:, :width, None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    if width < t:
+        logprobs = torch.nn.functional.pad(logprobs, (0, t - width))
+        entropy = None if entropy is None else torch.nn.functional.pad(entropy, (0, t - width))
     return logprobs, entropy
 
 

@@ -9,33 +9,34 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rollwise.rlvr.models import encode_completions, encode_prompts, sequence_logprobs
+from rollwise.rlvr.models import encode_completions, encode_prompts, response_logprobs
 from rollwise.runlog import progress_bar
 
 
 def sft_tensors(tokenizer: PreTrainedTokenizerBase, prompts: list[str], targets: list[str]
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Prompt+target sequences (N, P+T), their attention mask, the loss mask (N, T) and T."""
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded prompts (N, P) and their mask, right-padded targets + EOS (N, T) and the loss mask (N, T)."""
     p_ids, p_mask = encode_prompts(tokenizer, prompts)
     c_ids, c_mask = encode_completions(tokenizer, targets)
-    ids = torch.cat([p_ids, c_ids], dim=1)
-    attn = torch.cat([p_mask, c_mask.long()], dim=1)
-    return ids, attn, c_mask, c_ids.shape[1]
+    return p_ids, p_mask, c_ids, c_mask
 
 
 def supervised_warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                          targets: list[str], steps: int, batch_size: int, lr: float, seed: int
-                          ) -> list[float]:
-    """Train ``model`` in place for ``steps`` Adam steps; returns the per-step mean token NLL."""
-    ids, attn, loss_mask, t = sft_tensors(tokenizer, prompts, targets)
+                          targets: list[str], steps: int, batch_size: int, lr: float, seed: int,
+                          compact: bool = False) -> list[float]:
+    """Train ``model`` in place for ``steps`` Adam steps; returns the per-step mean token NLL.
+
+    ``compact``: teacher-force with the compact forward (``models.response_logprobs``) where supported.
+    """
+    p_ids, p_mask, c_ids, loss_mask = sft_tensors(tokenizer, prompts, targets)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
     with progress_bar("sft", total=steps) as bar:
         for _ in range(steps):
-            idx = torch.randint(0, ids.shape[0], (batch_size,), generator=gen)
-            logp, _ = sequence_logprobs(model, ids[idx], attn[idx], t)
+            idx = torch.randint(0, p_ids.shape[0], (batch_size,), generator=gen)
+            logp, _ = response_logprobs(model, p_ids[idx], p_mask[idx], c_ids[idx], loss_mask[idx], compact=compact)
             m = loss_mask[idx]
             loss = -(logp * m).sum() / m.sum()
             opt.zero_grad(set_to_none=True)

@@ -8,6 +8,7 @@ __all__ = ["RolloutEngine", "SamplingConfig", "make_engine", "ENGINES"]
 
 #: engine name -> "module:Class"; optional engines are imported lazily so the core never needs them.
 ENGINES: dict[str, str] = {
+    "lean": "rollwise.rlvr.engines.lean:LeanEngine",
     "hf": "rollwise.rlvr.engines.hf:HFEngine",
     "quantized": "rollwise.rlvr.engines.quantized:QuantizedEngine",
     "ray": "rollwise.rlvr.engines.ray:RayEngine",

@@ -1,0 +1,228 @@
+"""A compact forward pass for Llama / Qwen2 decoders, over the Hugging Face model's own parameter tensors.
+
+``transformers``' forward is general (cache classes, mask builders, attention back-ends, hooks); for the small
+models an RL step trains on CPU its per-call overhead is a large share of the work. :class:`CompactLM` runs the
+same computation with fewer, larger operations and no copy of the weights:
+
+- RMSNorm through ``F.rms_norm``; RoPE tables computed once per length and indexed by position;
+- Q/K/V and gate/up projections fused into one matrix product each (the fused weights are cached while the
+  parameters do not change, and re-concatenated, differentiably, under autograd);
+- ``F.scaled_dot_product_attention`` with one boolean mask per call;
+- **shared prompts**: rows that repeat the same prompt (the n rollouts of one prompt) run the prompt once;
+  their responses attend to that prompt's keys and values, gathered per row. Gradients flow back through
+  the gather, so the result equals the per-row computation (up to float rounding).
+
+It reads the parameters of ``model`` at every call, so an optimizer step, ``load_state_dict`` or FSDP's
+gathered replica is seen at once. Logits equal ``model(...)``'s to about 1e-5 (tests/rlvr/test_compact.py).
+Unsupported configurations (other model types, non-default RoPE, sliding windows, non-SiLU MLPs) are reported
+by :func:`compact_support` and the callers fall back to the Hugging Face forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SUPPORTED_TYPES = ("qwen2", "llama")
+
+
+def compact_support(model: nn.Module) -> str | None:
+    """None when :class:`CompactLM` can run ``model``; otherwise the reason it cannot (one line)."""
+    cfg = getattr(model, "config", None)
+    mtype = getattr(cfg, "model_type", None)
+    if mtype not in SUPPORTED_TYPES:
+        return f"model_type {mtype!r} (compact forward supports {', '.join(SUPPORTED_TYPES)})"
+    rope = (getattr(cfg, "rope_parameters", None) or {}).get("rope_type", "default")
+    if rope != "default":
+        return f"rope_type {rope!r} (only default RoPE)"
+    if getattr(cfg, "use_sliding_window", False):
+        return "sliding-window attention"
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        return f"hidden_act {cfg.hidden_act!r} (only silu)"
+    if getattr(cfg, "pretraining_tp", 1) != 1:
+        return "pretraining_tp != 1"
+    if not hasattr(model, "model") or not hasattr(model.model, "layers"):
+        return "no model.layers"
+    return None
+
+
+@dataclass
+class PromptCache:
+    """Keys and values of a batch of prompts (one entry per layer) and the last prompt position's hidden state.
+
+    keys / values: L tensors (G, H_kv, P, D); key_valid (G, P) bool; last_hidden (G, d) before the final norm;
+    lengths (G,) real prompt tokens per row.
+    """
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    key_valid: Tensor
+    last_hidden: Tensor
+    lengths: Tensor
+
+
+class CompactLM:
+    """The decoder computation of a Llama/Qwen2 ``model`` (see the module docstring)."""
+
+    def __init__(self, model: nn.Module):
+        reason = compact_support(model)
+        if reason is not None:
+            raise ValueError(f"compact forward cannot run this model: {reason}")
+        self.model = model
+        cfg = model.config
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = cfg.num_key_value_heads or cfg.num_attention_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.eps = cfg.rms_norm_eps
+        theta = cfg.rope_parameters["rope_theta"]
+        self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
+        self._cos = self._sin = torch.empty(0)
+        self._fused: list[tuple[Tensor, Tensor | None, Tensor]] | None = None
+        self._fused_version: tuple[int, ...] = ()
+
+    # ------------------------------------------------------------------------------------------ weights
+    def layer_weights(self) -> list[tuple[Tensor, Tensor | None, Tensor]]:
+        """Per layer: fused QKV weight ((H+2H_kv)D, d), its bias or None, fused gate/up weight (2I, d).
+
+        Without autograd the concatenations are cached until a parameter changes (tensor versions);
+        with autograd they are rebuilt every call so that gradients reach the original parameters.
+        """
+        layers = self.model.model.layers
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.model.parameters()):
+            return [self._fuse(layer) for layer in layers]
+        version = tuple(p._version for p in self.model.parameters()) + tuple(id(p) for p in self.model.parameters())
+        if self._fused is None or version != self._fused_version:
+            with torch.no_grad():
+                self._fused = [self._fuse(layer) for layer in layers]
+            self._fused_version = version
+        return self._fused
+
+    @staticmethod
+    def _fuse(layer: nn.Module) -> tuple[Tensor, Tensor | None, Tensor]:
+        a, m = layer.self_attn, layer.mlp
+        w_qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
+        b_qkv = None if a.q_proj.bias is None else torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
+        w_gu = torch.cat([m.gate_proj.weight, m.up_proj.weight])
+        return w_qkv, b_qkv, w_gu
+
+    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """cos, sin (..., D) at ``positions`` from tables computed once (the HF formula, float32)."""
+        need = int(positions.max()) + 1 if positions.numel() else 1
+        if self._cos.shape[0] < need:
+            n = max(need, 2 * self._cos.shape[0], 64)
+            freqs = torch.arange(n, dtype=torch.float)[:, None] * self.inv_freq
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self._cos, self._sin = emb.cos(), emb.sin()
+        dtype = self.model.model.embed_tokens.weight.dtype
+        return self._cos[positions].to(dtype), self._sin[positions].to(dtype)
+
+    # ------------------------------------------------------------------------------------------ blocks
+    def project_qkv(self, layer: nn.Module, w: tuple[Tensor, Tensor | None, Tensor], x: Tensor, cos: Tensor,
+             sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, S, d) -> q (B, H, S, D), k and v (B, H_kv, S, D), RoPE applied to q and k."""
+        b, s, _ = x.shape
+        h = F.rms_norm(x, (x.shape[-1],), layer.input_layernorm.weight, self.eps)
+        qkv = F.linear(h, w[0], w[1]).view(b, s, self.n_heads + 2 * self.n_kv, self.head_dim).transpose(1, 2)
+        qk, v = qkv.split([self.n_heads + self.n_kv, self.n_kv], dim=1)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, S, D)
+        half = self.head_dim // 2
+        rotated = torch.cat((-qk[..., half:], qk[..., :half]), dim=-1)
+        qk = qk * cos + rotated * sin
+        q, k = qk.split([self.n_heads, self.n_kv], dim=1)
+        return q, k, v
+
+    def attend_mlp(self, layer: nn.Module, w: tuple[Tensor, Tensor | None, Tensor], x: Tensor, q: Tensor,
+                k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """Attention over (k, v) with boolean ``mask`` (B, 1, S_q, S_k), output projection, MLP; residuals."""
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
+        b, _, s, _ = q.shape
+        x = x + F.linear(attn.transpose(1, 2).reshape(b, s, -1), layer.self_attn.o_proj.weight,
+                         layer.self_attn.o_proj.bias)
+        h = F.rms_norm(x, (x.shape[-1],), layer.post_attention_layernorm.weight, self.eps)
+        gate, up = F.linear(h, w[2]).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, layer.mlp.down_proj.weight)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Final norm and LM head: (..., d) -> (..., V)."""
+        m = self.model
+        h = F.rms_norm(hidden, (hidden.shape[-1],), m.model.norm.weight, self.eps)
+        return F.linear(h, m.lm_head.weight, getattr(m.lm_head, "bias", None))
+
+    # ------------------------------------------------------------------------------------------ passes
+    def prefill(self, prompt_ids: Tensor, prompt_mask: Tensor) -> PromptCache:
+        """Run left-padded prompts (G, P) once; keep every layer's keys and values."""
+        valid = prompt_mask.bool()
+        positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
+        cos, sin = self.rope(positions)
+        p = prompt_ids.shape[1]
+        causal = torch.ones(p, p, dtype=torch.bool).tril()
+        # a left-padded row's pad queries would see no key: let them see themselves (their output is unused)
+        mask = (causal & valid[:, None, :]) | torch.eye(p, dtype=torch.bool)
+        mask = mask.unsqueeze(1)
+        x = self.model.model.embed_tokens(prompt_ids)
+        keys, values = [], []
+        for layer, w in zip(self.model.model.layers, self.layer_weights()):
+            q, k, v = self.project_qkv(layer, w, x, cos, sin)
+            keys.append(k)
+            values.append(v)
+            x = self.attend_mlp(layer, w, x, q, k, v, mask)
+        return PromptCache(keys, values, valid, x[:, -1], prompt_mask.long().sum(-1))
+
+    def continuation_hidden(self, cache: PromptCache, rows: Tensor, tokens: Tensor) -> Tensor:
+        """Hidden states (B, T, d) of ``tokens`` (B, T) appended to prompt ``rows[b]`` of ``cache``.
+
+        Causal within the continuation; every continuation token sees its prompt's real tokens.
+        """
+        b, t = tokens.shape
+        positions = cache.lengths[rows, None] + torch.arange(t)
+        cos, sin = self.rope(positions)
+        prompt_part = cache.key_valid[rows][:, None, :].expand(b, t, -1)
+        mask = torch.cat([prompt_part, torch.ones(t, t, dtype=torch.bool).tril().expand(b, t, t)], dim=-1)
+        mask = mask.unsqueeze(1)
+        x = self.model.model.embed_tokens(tokens)
+        for i, (layer, w) in enumerate(zip(self.model.model.layers, self.layer_weights())):
+            q, k, v = self.project_qkv(layer, w, x, cos, sin)
+            k = torch.cat([cache.keys[i][rows], k], dim=2)
+            v = torch.cat([cache.values[i][rows], v], dim=2)
+            x = self.attend_mlp(layer, w, x, q, k, v, mask)
+        return x
+
+    def response_logits(self, prompt_ids: Tensor, prompt_mask: Tensor, response_ids: Tensor) -> Tensor:
+        """Logits (B, T, V) that predict ``response_ids`` (B, T) after each row's prompt (B, P), left-padded.
+
+        Identical prompt rows are run once (``torch.unique`` over ids and mask); column t predicts token t.
+        """
+        prompt_ids, prompt_mask = _trim_left(prompt_ids, prompt_mask)
+        key = torch.cat([prompt_ids, prompt_mask.long()], dim=1)
+        uniq, rows = torch.unique(key, dim=0, return_inverse=True)
+        p = prompt_ids.shape[1]
+        cache = self.prefill(uniq[:, :p], uniq[:, p:])
+        first = cache.last_hidden[rows].unsqueeze(1)  # predicts response token 0
+        if response_ids.shape[1] > 1:
+            rest = self.continuation_hidden(cache, rows, response_ids[:, :-1])
+            first = torch.cat([first, rest], dim=1)
+        return self.logits(first)
+
+
+def _trim_left(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop leading columns that are padding in every row (left-padded prompts after row selection)."""
+    real = mask.bool().any(0)
+    start = int(real.long().argmax()) if bool(real.any()) else ids.shape[1] - 1
+    return ids[:, start:], mask[:, start:]
+
+
+_COMPACT: dict[int, CompactLM] = {}
+
+
+def compact_for(model: nn.Module) -> CompactLM | None:
+    """The (cached) :class:`CompactLM` of ``model``, or None when it is not supported."""
+    key = id(model)
+    lm = _COMPACT.get(key)
+    if lm is None or lm.model is not model:
+        if compact_support(model) is not None:
+            return None
+        lm = _COMPACT[key] = CompactLM(model)
+    return lm
