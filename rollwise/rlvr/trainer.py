@@ -43,7 +43,7 @@ from rollwise.rlvr.engines import RolloutEngine, make_engine
 from rollwise.rlvr.engines.hf import HFEngine
 from rollwise.rlvr.evaluate import exact_success_prob
 from rollwise.rlvr.losses import LossConfig, kl_penalty, policy_loss
-from rollwise.rlvr.models import prompt_features, sequence_logprobs
+from rollwise.rlvr.models import prompt_features, response_logprobs
 from rollwise.rlvr.rewards import RewardRunner
 from rollwise.rlvr.run_config import RLVRConfig
 from rollwise.rlvr.tasks import Example, Task, collate_columns
@@ -103,6 +103,10 @@ class Trainer:
         self.reads = self.estimator.fields_read()
         needs_ref = cfg.algorithm.loss.kl_coef > 0 or "ref_logprobs" in self.reads
         self.ref_policy = copy.deepcopy(self.policy).eval().requires_grad_(False) if needs_ref else None
+        #: teacher-forced passes through the compact forward (``model.forward = "compact"``, rlvr/compact.py)
+        self.compact = cfg.model.forward == "compact"
+        #: old log-probs taken from the update's own forward (detached) instead of a separate pass
+        self.reuse_logprobs = cfg.train.reuse_logprobs and reuse_blocker(cfg, self.reads, self.dp.enabled) is None
         if self.fsdp:
             distributed.shard_model(self.policy)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.train.lr,
@@ -163,23 +167,29 @@ class Trainer:
                                                    columns)
         batch.rewards = rewards
         with self.timer("logprobs"), torch.no_grad():
-            ids, mask = batch.sequences()
-            t = batch.response_ids.shape[1]
             full = self.rollout_policy  # the policy, or its full replica under FSDP2
-            batch.old_logprobs = sequence_logprobs(full, ids, mask, t, cfg.rollout.temperature)[0] \
-                * batch.response_mask
+            if not self.reuse_logprobs:  # else the update's own forward supplies them
+                batch.old_logprobs = self._teacher_forced(full, batch)[0] * batch.response_mask
             if self.ref_policy is not None:
-                batch.ref_logprobs = sequence_logprobs(self.ref_policy, ids, mask, t, cfg.rollout.temperature)[0] \
-                    * batch.response_mask
+                batch.ref_logprobs = self._teacher_forced(self.ref_policy, batch)[0] * batch.response_mask
             if "prompt_features" in self.reads:
                 batch.prompt_features = prompt_features(full, batch.prompt_ids, batch.prompt_mask)
         return batch, reward_metrics
 
+    def _teacher_forced(self, model: torch.nn.Module, batch: RolloutBatch, with_entropy: bool = False
+                        ) -> tuple[Tensor, Tensor | None]:
+        """Log-probs (B, T) of the batch's responses under ``model`` (and entropies), at the rollout temperature."""
+        return response_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask,
+                                 self.cfg.rollout.temperature, with_entropy, compact=self.compact)
+
     def compute_advantages(self, batch: RolloutBatch) -> RolloutBatch:
         with self.timer("advantage"):
             batch.advantages = self.estimator(batch)
-            weights, loss_mask, self._corr_metrics = self.correction(batch)
-            batch.is_weights, batch.loss_mask = weights, loss_mask
+            if batch.old_logprobs is None:  # reused log-probs: the correction ('none') runs after the update
+                self._corr_metrics = {}
+            else:
+                weights, loss_mask, self._corr_metrics = self.correction(batch)
+                batch.is_weights, batch.loss_mask = weights, loss_mask
         return batch
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
@@ -197,6 +207,7 @@ class Trainer:
         token_mask = batch.response_mask if batch.loss_mask is None else batch.response_mask * batch.loss_mask
         sums: dict[str, float] = {}  # this rank's share of the additive metrics
         peaks: list[dict[str, float]] = []  # per optimizer step: this rank's maxima
+        reused = torch.zeros_like(batch.response_mask) if batch.old_logprobs is None else None
         grad_norm = 0.0
         n_updates = 0
         self.policy.train()
@@ -212,7 +223,9 @@ class Trainer:
                     n_passes = self.dp.max_over_ranks(len(chunks)) if self.fsdp else len(chunks)
                     for mc_idx in chunks:
                         shares = self._shares(token_mask[mc_idx], token_mask[mb_idx], len(mc_idx) / len(mb_idx))
-                        metrics = self._loss_backward(batch.select(mc_idx), shares["loss"])
+                        metrics, logprobs = self._loss_backward(batch.select(mc_idx), shares["loss"])
+                        if reused is not None:
+                            reused[mc_idx] = logprobs
                         for k, v in metrics.items():
                             if k in MAX_METRICS:
                                 peaks[-1][k] = max(peaks[-1].get(k, -math.inf), v)
@@ -230,6 +243,9 @@ class Trainer:
                     n_updates += 1
             self.scheduler.step()
         self.policy.eval()
+        if reused is not None:  # the update's own log-probs were the old ones; the mismatch diagnostics use them
+            batch.old_logprobs = reused * batch.response_mask
+            _, _, self._corr_metrics = self.correction(batch)
         with self.timer("sync"):
             self._sync_rollout_policy()
         out = _merge_update_metrics(self.dp.all_gather((sums, peaks)))
@@ -252,23 +268,25 @@ class Trainer:
         return {"loss": distributed.loss_share(part_mask, whole_mask, self.loss_cfg.agg_mode),
                 "tokens": distributed.token_share(part_mask, whole_mask), "rows": rows}
 
-    def _loss_backward(self, mb: RolloutBatch, scale: float) -> dict[str, float]:
-        ids, mask = mb.sequences()
-        logprobs, entropy = sequence_logprobs(self.policy, ids, mask, mb.response_ids.shape[1],
-                                              self.cfg.rollout.temperature, with_entropy=True)
+    def _loss_backward(self, mb: RolloutBatch, scale: float) -> tuple[dict[str, float], Tensor]:
+        """Back-propagate ``scale`` x the policy loss of micro-batch ``mb``; its metrics and detached log-probs.
+
+        Reused old log-probs (``mb.old_logprobs`` None): the detached log-probs of this same forward, so the
+        PPO ratio is exactly 1 (one on-policy update, as in TRL).
+        """
+        logprobs, entropy = self._teacher_forced(self.policy, mb, with_entropy=True)
+        old = logprobs.detach() if mb.old_logprobs is None else mb.old_logprobs
         token_mask = mb.response_mask if mb.loss_mask is None else mb.response_mask * mb.loss_mask
-        loss, metrics = policy_loss(logprobs, mb.old_logprobs, mb.advantages, token_mask, self.loss_cfg,
+        loss, metrics = policy_loss(logprobs, old, mb.advantages, token_mask, self.loss_cfg,
                                     ref_logprobs=mb.ref_logprobs, entropy=entropy, is_weights=mb.is_weights)
         (loss * scale).backward()
-        return {**metrics, "loss": float(loss.detach())}
+        return {**metrics, "loss": float(loss.detach())}, logprobs.detach()
 
     def _zero_backward(self, mb: RolloutBatch) -> None:
         """A forward and backward pass that adds exactly zero to every gradient: FSDP2 gathers parameters and
         reduce-scatters gradients inside these passes, so a rank with fewer micro-batches than another in a
         mini-batch runs these until the counts match."""
-        ids, mask = mb.sequences()
-        logprobs, _ = sequence_logprobs(self.policy, ids, mask, mb.response_ids.shape[1],
-                                        self.cfg.rollout.temperature)
+        logprobs, _ = self._teacher_forced(self.policy, mb)
         (logprobs.sum() * 0.0).backward()
 
     def _sync_rollout_policy(self) -> None:
@@ -327,7 +345,7 @@ class Trainer:
         if self.task.unique_answer:
             v = exact_success_prob(self.rollout_policy, self.tokenizer, [e.prompt for e in self.test_pool],
                                    [e.target or e.answer for e in self.test_pool],
-                                   temperature=self.cfg.rollout.temperature)
+                                   temperature=self.cfg.rollout.temperature, compact=self.compact)
             return {"eval/exact_accuracy": float(v.mean())}
         sampling = copy.copy(self.cfg.rollout)
         sampling.n = 1
@@ -430,6 +448,29 @@ class Trainer:
         if log is not None:
             log.close()
         return last_eval
+
+
+#: engines that sample the trainer's own full-precision weights (so rollout log-probs are the policy's)
+OWN_WEIGHT_ENGINES = frozenset({"lean", "hf"})
+
+
+def reuse_blocker(cfg: RLVRConfig, reads: frozenset[str], data_parallel: bool) -> str | None:
+    """Why the update's own detached log-probs cannot stand in for a separate old-log-prob pass (None: they can).
+
+    They equal the old log-probs (up to float rounding) only for one on-policy update of the weights the engine
+    sampled, and only stages that run after the update may read them.
+    """
+    a, t = cfg.algorithm, cfg.train
+    checks = [
+        (t.ppo_epochs != 1 or t.mini_batches != 1, "several PPO epochs or mini-batches update between passes"),
+        (cfg.rollout.engine not in OWN_WEIGHT_ENGINES, f"rollout.engine={cfg.rollout.engine!r} samples another copy"),
+        (a.correction != "none", f"algorithm.correction={a.correction!r} weights tokens before the update"),
+        ("old_logprobs" in reads or "ref_logprobs" in reads, f"estimator {a.estimator!r} reads log-probs"),
+        (a.loss.kl_coef > 0, "a reference model (algorithm.loss.kl_coef > 0)"),
+        (cfg.codistill.enabled, "CoDistill scores with two models"),
+        (data_parallel, "data-parallel ranks would have to gather them"),
+    ]
+    return next((why for hit, why in checks if hit), None)
 
 
 def _merge_update_metrics(parts: list[tuple[dict[str, float], list[dict[str, float]]]]) -> dict[str, float]:
