@@ -59,8 +59,8 @@ def rollwise_batch(inputs, group, rewards) -> RolloutBatch:
 
 
 def test_register_puts_our_functions_in_verls_registries_and_is_idempotent():
-    assert rv.register_with_verl() == ["rollwise_ucpo", "rollwise_divgrpo", "rollwise_ais"]
-    assert rv.register_with_verl() == ["rollwise_ucpo", "rollwise_divgrpo", "rollwise_ais"]
+    names = ["rollwise_ucpo", "rollwise_divgrpo", "rollwise_basis", "rollwise_ais"]
+    assert rv.register_with_verl() == names and rv.register_with_verl() == names
     assert core_algos.get_adv_estimator_fn("rollwise_ucpo") is rv.compute_rollwise_ucpo_advantage
     assert core_algos.get_adv_estimator_fn("rollwise_divgrpo") is rv.compute_rollwise_divgrpo_advantage
     assert core_algos.get_policy_loss_fn("rollwise_ais") is rv.compute_policy_loss_rollwise_ais

@@ -16,7 +16,8 @@
 
 verl looks policy losses up in its Ray workers, so every process must register: import
 ``rollwise.rlvr.integrations.verl_plugin`` there, e.g. with ``VERL_USE_EXTERNAL_MODULES`` (docs/rlvr.md).
-BASIS is not registered (it needs the prompt text, an offline stage and checkpointed state).
+- advantage estimator ``rollwise_basis``: rollwise's BASIS with its state kept across steps and in verl's
+  checkpoints (``verl_basis.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rollwise.config import ConfigError
 from rollwise.rlvr.advantages import make_estimator
 from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.correction import make_correction
+from rollwise.rlvr.integrations import verl_basis
 
 #: verl name -> rollwise estimator name
 ESTIMATORS = {"rollwise_ucpo": "ucpo", "rollwise_divgrpo": "divgrpo"}
@@ -122,14 +124,27 @@ _ESTIMATOR_FNS = {"rollwise_ucpo": compute_rollwise_ucpo_advantage,
                   "rollwise_divgrpo": compute_rollwise_divgrpo_advantage}
 
 
-def compute_rollwise_advantage(data: Any, adv_estimator: str, config: Any = None) -> Any:
-    """What verl's ``compute_advantage`` does for a custom estimator, plus the old log-probs.
+def compute_rollwise_advantage(data: Any, adv_estimator: str, config: Any = None, prompt_key: str = "raw_prompt"
+                               ) -> Any:
+    """What verl's ``compute_advantage`` does for a custom estimator, plus what ours need and it does not pass:
+    the old log-probs (``rollwise_ucpo``, ``rollwise_divgrpo``) or the prompts (``rollwise_basis``).
 
-    ``data`` is a verl ``DataProto`` with ``token_level_rewards``, ``response_mask``, ``old_log_probs`` and
-    ``non_tensor_batch['uid']``; sets ``advantages`` and ``returns`` and returns ``data``.
+    ``data`` is a verl ``DataProto`` with ``token_level_rewards``, ``response_mask``, ``non_tensor_batch['uid']``
+    and ``old_log_probs`` (UCPO) or ``non_tensor_batch[prompt_key]`` (BASIS); sets ``advantages`` and
+    ``returns`` and returns ``data``.
     """
+    if adv_estimator == verl_basis.VERL_NAME:
+        if prompt_key not in data.non_tensor_batch:
+            raise ValueError(f"{adv_estimator}: data.non_tensor_batch has no '{prompt_key}' (the prompts); "
+                             f"present: {sorted(data.non_tensor_batch)}")
+        advantages, returns = _core_algos().get_adv_estimator_fn(adv_estimator)(
+            token_level_rewards=data.batch["token_level_rewards"], response_mask=data.batch["response_mask"],
+            index=data.non_tensor_batch["uid"], config=config, prompts=list(data.non_tensor_batch[prompt_key]))
+        data.batch["advantages"], data.batch["returns"] = advantages, returns
+        return data
     if adv_estimator not in _ESTIMATOR_FNS:
-        raise ConfigError(f"unknown rollwise verl estimator '{adv_estimator}'; valid: {', '.join(ESTIMATORS)}")
+        raise ConfigError(f"unknown rollwise verl estimator '{adv_estimator}'; valid: "
+                          f"{', '.join([*ESTIMATORS, verl_basis.VERL_NAME])}")
     if "old_log_probs" not in data.batch.keys():
         raise ValueError(f"{adv_estimator}: data.batch has no 'old_log_probs'; compute them before advantages")
     fn = _core_algos().get_adv_estimator_fn(adv_estimator)
@@ -204,5 +219,6 @@ def register_with_verl() -> list[str]:
         if not reads <= _FILLED:
             raise RuntimeError(f"{name} reads {sorted(reads - _FILLED)}, which verl does not provide")
         core.register_adv_est(name)(fn)
+    core.register_adv_est(verl_basis.VERL_NAME)(verl_basis.compute_rollwise_basis_advantage)
     core.register_policy_loss(AIS_LOSS)(compute_policy_loss_rollwise_ais)
-    return [*_ESTIMATOR_FNS, AIS_LOSS]
+    return [*_ESTIMATOR_FNS, verl_basis.VERL_NAME, AIS_LOSS]
