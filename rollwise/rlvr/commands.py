@@ -82,18 +82,26 @@ def run_training(cfg: RLVRConfig, resume: bool = False, overwrite: bool = False)
 def _train(cfg: RLVRConfig, resume: bool, dp: Any, overwrite: bool = False) -> dict[str, Any]:
     from rollwise.report import write_run_report
     from rollwise.rlvr.tasks import make_task
+    from rollwise.rlvr.tasks.base import check_prompts_fit
     from rollwise.rlvr.trainer import Trainer
 
     _quiet_transformers()
     set_threads(cfg.run.threads or None)
     seed_everything(cfg.train.seed)
     run_dir = Path(cfg.run.output_dir)
+    task = make_task(cfg.task.name, **cfg.task.params)
+    if not cfg.model.name_or_path:  # the tiny model's context is known before any work
+        from rollwise.rlvr.models import char_tokenizer
+
+        check_prompts_fit(task, char_tokenizer(), cfg.model.tiny.max_positions)
     if dp.is_main:
         claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
         (run_dir / "config.toml").write_text(to_toml(to_dict(cfg)))
-    task = make_task(cfg.task.name, **cfg.task.params)
     policy, tokenizer = build_policy(cfg, task, run_dir / "warm_start" if dp.is_main else None, resume=resume,
                                      warm_up=dp.is_main)
+    context = getattr(policy.config, "max_position_embeddings", None)
+    if cfg.model.name_or_path and context:
+        check_prompts_fit(task, tokenizer, context)
     if cfg.codistill.enabled:  # CoDistill-GRPO: a second, large model trained on the small one's rollouts
         from rollwise.rlvr.codistill import CoDistillTrainer, build_large_policy
 

@@ -197,9 +197,6 @@ def _check_ranges(cfg: RLVRConfig) -> None:
     if tiny.hidden_size % tiny.num_heads:
         raise ConfigError(f"model.tiny.hidden_size={tiny.hidden_size} must be divisible by "
                           f"model.tiny.num_heads={tiny.num_heads}")
-    if not cfg.model.name_or_path and tiny.max_positions <= cfg.rollout.max_new_tokens:
-        raise ConfigError(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} leaves no room for a prompt in "
-                          f"model.tiny.max_positions={tiny.max_positions}; it must be smaller")
 
 
 def _check_engine(name: str) -> None:

@@ -26,7 +26,6 @@ BAD = [
     ("algorithm.loss.clip_low=1.5", "algorithm.loss.clip_low=1.5", "[0, 1)"),
     ("algorithm.loss.dual_clip_c=0.5", "algorithm.loss.dual_clip_c=0.5", "> 1"),
     ("model.tiny.num_heads=3", "model.tiny.hidden_size=128", "divisible by model.tiny.num_heads=3"),
-    ("rollout.max_new_tokens=64", "rollout.max_new_tokens=64", "model.tiny.max_positions=64"),
     ("algorithm.correction=tiss", "algorithm.correction='tiss'", "valid choices"),
     ("rollout.engine=vlm", "rollout.engine='vlm'", "valid choices"),
     ("run.output_dir=' '", "run.output_dir=' '", "non-empty"),

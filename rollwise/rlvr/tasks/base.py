@@ -57,6 +57,39 @@ class Task(ABC):
     def sft_examples(self, n: int, seed: int) -> list[Example]:
         """``n`` examples with a ``target`` for a supervised warm start; never drawn from the test pool."""
 
+    def where(self, example: Example) -> str:
+        """Where ``example`` comes from, for error messages (data-set tasks name the file and line)."""
+        return f"task {self.name!r}"
+
+
+#: a prompt this many times longer (in characters) than the context is refused without tokenizing it
+_CHARS_PER_TOKEN_BOUND = 64
+
+
+def check_prompts_fit(task: Task, tokenizer: Any, context: int) -> None:
+    """Every prompt of both pools, tokenized (BOS included), fits the model's ``context`` (its position
+    limit), and the test pool is not empty (else the run could never evaluate).
+
+    Raises:
+        DataError: naming the example's file and line (data sets), its length and the model's limit.
+    """
+    from rollwise.errors import DataError
+
+    if not task.examples("test"):
+        raise DataError(f"{task.where(Example('', ''))}: the test split is empty, so the run could never evaluate; "
+                        f"give the task test examples")
+    bound = _CHARS_PER_TOKEN_BOUND * context
+    for split in SPLITS:
+        pool = task.examples(split)
+        short = [ex.prompt for ex in pool if len(ex.prompt) <= bound]
+        lengths = iter([len(ids) for ids in tokenizer(short, add_special_tokens=True)["input_ids"]] if short else [])
+        for ex in pool:
+            n = next(lengths) if len(ex.prompt) <= bound else None
+            if n is None or n > context:
+                size = f"{n} tokens" if n is not None else f"{len(ex.prompt)} characters"
+                raise DataError(f"{task.where(ex)}: the prompt is {size}, longer than the model's context of "
+                                f"{context} positions; shorten or remove it")
+
 
 def check_split(split: str) -> None:
     if split not in SPLITS:

@@ -96,18 +96,56 @@ def _looks_like_maths(text: str) -> bool:
     return not _WORD.search(_LATEX_COMMAND.sub(" ", text))
 
 
+_EMPTY_GROUP = re.compile(r"\{\s*\}")
+_DOUBLE_SEPARATOR = re.compile(r"[,;]\s*[,;]")
+
+
+def malformed_reason(text: str) -> str | None:
+    """Why ``text`` cannot be a well-formed mathematical answer (None when no rule objects).
+
+    math-verify reads leniently: ``1,,2`` as 1, ``10^{}`` as 10, and keeps an unparsable ``\\frac{`` as a
+    string that an equally broken completion matches. These rules refuse such gold answers up front.
+    """
+    t = text.strip()
+    if not t:
+        return "it is empty"
+    if t.count("{") != t.count("}"):
+        return "its braces { } are unbalanced"
+    if t.count("(") + t.count("[") != t.count(")") + t.count("]"):
+        return "its brackets ( ) [ ] are unbalanced"
+    if _EMPTY_GROUP.search(t.replace("\\{", "").replace("\\}", "")):
+        return "it has an empty {} group"
+    if _DOUBLE_SEPARATOR.search(t) or t[0] in ",;" or t[-1] in ",;":
+        return "it has an empty list element"
+    if t[-1] in "+-*/^_=" or t[0] in "*/^_=":
+        return "it starts or ends with an operator"
+    return None
+
+
+def has_expression(parsed: list | tuple) -> bool:
+    """Whether a math-verify parse found mathematics: its string-only fallback (a list holding just the
+    extracted text) compares strings, so ``$\\frac{$`` would match gold ``\\frac{``."""
+    return any(not isinstance(x, str) for x in parsed)
+
+
 @lru_cache(maxsize=65536)
 def _parse_gold_cached(text: str) -> tuple:
-    parsed = _parse(text) or (_parse(f"${text}$") if _looks_like_maths(text) else [])
-    if not parsed:
-        raise ValueError(f"math-verify cannot parse the gold answer {text!r}")
+    reason = malformed_reason(text)
+    if reason is not None:
+        raise ValueError(f"the gold answer {text!r} is not well-formed mathematics: {reason}")
+    parsed = _parse(text)
+    if not has_expression(parsed) and _looks_like_maths(text):
+        parsed = _parse(f"${text}$")
+    if not has_expression(parsed):
+        raise ValueError(f"math-verify cannot parse the gold answer {text!r} as mathematics")
     return tuple(parsed)
 
 
 def parse_gold(text: str, timeout_s: float = 5.0) -> list:
     """math-verify's parse of a gold answer: tried bare, then as ``$text$`` when it has no plain words (so
-    ``x^2+1`` parses but ``not a number`` does not); ValueError when it yields nothing,
-    :class:`CheckTimeout` past the deadline."""
+    ``x^2+1`` parses but ``not a number`` does not). ValueError when it is malformed (``malformed_reason``)
+    or yields no mathematical expression (a string-only fallback does not count); :class:`CheckTimeout`
+    past the deadline."""
     return list(call_with_deadline(_parse_gold_cached, timeout_s, str(text)))
 
 
@@ -125,7 +163,7 @@ def _check(gold: str, completion: str) -> CheckResult:
     except ValueError:
         return CheckResult(False, "gold_error")
     pred = _parse(completion)
-    if not pred:
+    if not has_expression(pred):  # nothing, or only math-verify's string fallback
         return CheckResult(False, "parse_failure")
     return CheckResult(bool(verify(gold_parsed, pred, timeout_seconds=None)), "ok")
 
@@ -170,3 +208,39 @@ class MathVerifyReward:
         """Counts since the last call of this method (the runner logs them as reward/math_verify/<key>)."""
         counts, self.counts = self.counts, dict.fromkeys(self.STATUSES, 0)
         return {k: float(v) for k, v in counts.items()}
+
+
+def final_answer(completion: str) -> str:
+    """The content of the last complete ``\\boxed{...}`` (balanced braces), else the stripped completion."""
+    start = completion.rfind("\\boxed{")
+    while start >= 0:
+        depth, i = 0, start + len("\\boxed")
+        for j in range(i, len(completion)):
+            depth += {"{": 1, "}": -1}.get(completion[j], 0)
+            if depth == 0:
+                return completion[i + 1:j].strip()
+        start = completion.rfind("\\boxed{", 0, start)
+    return completion.strip()
+
+
+class ExactAnswerReward:
+    """TRL-style reward for ``gold_mode="string"``: 1.0 iff the completion's :func:`final_answer` equals the
+    ``answer`` column exactly (after stripping outer whitespace) and the completion is not truncated.
+
+    No parser and no fallback: a malformed completion matches only a gold that is the same text.
+    """
+
+    __name__ = "exact_answer"
+
+    def __init__(self) -> None:
+        self.truncated = 0
+
+    def __call__(self, prompts: list[str], completions: list[str], answer: list[str], **kwargs: Any) -> list[float]:
+        truncated = truncated_flags(kwargs, len(completions), self.__name__)
+        self.truncated += sum(map(bool, truncated))
+        return [0.0 if t else float(final_answer(c) == str(a).strip())
+                for c, a, t in zip(completions, answer, truncated, strict=True)]
+
+    def pop_metrics(self) -> dict[str, float]:
+        counts, self.truncated = {"truncated": float(self.truncated)}, 0
+        return counts
