@@ -34,7 +34,14 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 RewardFunc = Callable[..., Sequence[float | None]]
-ISOLATIONS = ("thread", "process")
+ISOLATIONS = ("auto", "thread", "process")
+
+
+def is_builtin(f: RewardFunc) -> bool:
+    """Whether ``f`` is one of rollwise's own verifiers (a function or an instance of a class defined in a
+    ``rollwise.`` module); ``isolation="auto"`` runs these in threads and every other function in a process."""
+    module = getattr(f, "__module__", None) if callable(f) and hasattr(f, "__code__") else type(f).__module__
+    return bool(module) and (module == "rollwise" or module.startswith("rollwise."))
 
 
 def truncated_flags(kwargs: Mapping[str, Any], n: int, fname: str) -> list[bool]:
@@ -122,9 +129,15 @@ class RewardRunner:
         timeout_s: wall-clock limit per call, shared by all functions (they run concurrently).
         isolation: ``"thread"``: each function runs in a daemon thread; after the timeout it is abandoned
             and KEEPS RUNNING in the background (Python cannot stop a thread), so a function that never
-            returns leaks one thread per call. ``"process"``: each function runs in a forked worker
-            process that is killed on timeout (nothing leaks; the function must not rely on state it
-            mutates, and its arguments are copied by fork, its results sent back by pipe).
+            returns leaks one thread per call, and one that holds the GIL (a long C call such as a
+            backtracking regex) delays the timeout itself until it returns. ``"process"``: each function
+            runs in a forked worker process that is killed on timeout (nothing leaks; the function must not
+            rely on state it mutates, and its arguments are copied by fork, its results sent back by pipe;
+            a fork costs tens of ms per call on a process holding a model). ``"auto"`` (the default):
+            rollwise's own verifiers (``is_builtin``) in threads, every other function in a process.
+
+    The first function is the task's own verifier: ``reward/accuracy`` is the fraction of completions it
+    scores 1 (a failed call counts 0), whatever the other functions add to the summed reward.
 
     Failures (an exception, a timeout, a wrong number of values, a non-finite value other than NaN)
     make that function's values 0 for the whole call and are counted in ``reward/<name>/errors`` or
@@ -132,7 +145,7 @@ class RewardRunner:
     """
 
     def __init__(self, funcs: Sequence[RewardFunc], weights: Sequence[float] | None = None,
-                 timeout_s: float = 10.0, isolation: str = "thread") -> None:
+                 timeout_s: float = 10.0, isolation: str = "auto") -> None:
         if not funcs:
             raise ValueError("RewardRunner needs at least one reward function")
         if weights is not None and len(weights) != len(funcs):
@@ -180,54 +193,57 @@ class RewardRunner:
             if len(col) != n:
                 raise ValueError(f"RewardRunner: {key} has {len(col)} values for {n} completions")
         kwargs["truncated"] = [bool(t) for t in flags]
-        run = self._run_process if self.isolation == "process" else self._run_thread
-        outcomes = run(prompts, completions, kwargs)
+        deadline = time.monotonic() + self.timeout_s
+        pending = [(self._start_process if self.in_process(i) else self._start_thread)(i, prompts, completions, kwargs)
+                   for i in range(len(self.funcs))]
+        outcomes = [collect(deadline) for collect in pending]
         rewards, metrics = self._combine(outcomes, n)
         metrics["reward/truncated_frac"] = sum(kwargs["truncated"]) / n if n else 0.0
         return rewards, metrics
 
-    def _run_thread(self, prompts: list[str], completions: list[str], kwargs: dict[str, Any]) -> list[_Outcome]:
-        results: list[tuple | None] = [None] * len(self.funcs)
+    def in_process(self, i: int) -> bool:
+        """Whether function ``i`` runs in a forked process (else in a thread); see ``isolation``."""
+        return self.isolation == "process" or (self.isolation == "auto" and not is_builtin(self.funcs[i]))
 
-        def target(i: int) -> None:
-            results[i] = _call(self.funcs[i], self.names[i], prompts, completions, kwargs)
+    def _start_thread(self, i: int, prompts: list[str], completions: list[str], kwargs: dict[str, Any]
+                      ) -> Callable[[float], _Outcome]:
+        """Start function ``i`` in a daemon thread; returns ``collect(deadline) -> _Outcome``."""
+        result: list[tuple] = []
+        t = threading.Thread(target=lambda: result.append(_call(self.funcs[i], self.names[i], prompts, completions,
+                                                                kwargs)), daemon=True, name=f"reward-{self.names[i]}")
+        t.start()
 
-        threads = [threading.Thread(target=target, args=(i,), daemon=True, name=f"reward-{name}")
-                   for i, name in enumerate(self.names)]
-        deadline = time.monotonic() + self.timeout_s
-        for t in threads:
-            t.start()
-        outcomes = []
-        for i, t in enumerate(threads):
+        def collect(deadline: float) -> _Outcome:
             t.join(max(0.0, deadline - time.monotonic()))
-            outcomes.append(_Outcome(timed_out=True) if t.is_alive() else self._outcome(results[i]))
-        return outcomes
+            return _Outcome(timed_out=True) if t.is_alive() else self._outcome(result[0] if result else None)
 
-    def _run_process(self, prompts: list[str], completions: list[str], kwargs: dict[str, Any]) -> list[_Outcome]:
+        return collect
+
+    def _start_process(self, i: int, prompts: list[str], completions: list[str], kwargs: dict[str, Any]
+                       ) -> Callable[[float], _Outcome]:
+        """Start function ``i`` in a forked worker; returns ``collect(deadline) -> _Outcome`` (kills it late)."""
         ctx = mp.get_context("fork")
-        workers = []
-        for f, name in zip(self.funcs, self.names):
-            recv, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_child, args=(send, f, name, prompts, completions, kwargs), daemon=True,
-                            name=f"reward-{name}")
-            p.start()
-            send.close()
-            workers.append((p, recv))
-        deadline = time.monotonic() + self.timeout_s
-        outcomes = []
-        for p, recv in workers:
-            if recv.poll(max(0.0, deadline - time.monotonic())):
-                try:
-                    outcomes.append(self._outcome(recv.recv()))
-                except EOFError:
-                    p.join(1.0)
-                    outcomes.append(_Outcome(error=f"worker process died without a result (exit code {p.exitcode})"))
-            else:
+        recv, send = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_child, args=(send, self.funcs[i], self.names[i], prompts, completions, kwargs),
+                        daemon=True, name=f"reward-{self.names[i]}")
+        p.start()
+        send.close()
+
+        def collect(deadline: float) -> _Outcome:
+            try:
+                if recv.poll(max(0.0, deadline - time.monotonic())):
+                    try:
+                        return self._outcome(recv.recv())
+                    except EOFError:
+                        p.join(1.0)
+                        return _Outcome(error=f"worker process died without a result (exit code {p.exitcode})")
                 p.kill()
-                outcomes.append(_Outcome(timed_out=True))
-            p.join(1.0)
-            recv.close()
-        return outcomes
+                return _Outcome(timed_out=True)
+            finally:
+                p.join(1.0)
+                recv.close()
+
+        return collect
 
     @staticmethod
     def _outcome(result: tuple | None) -> _Outcome:
@@ -253,6 +269,8 @@ class RewardRunner:
             metrics[f"reward/{name}/errors"] = float(failed and not out.timed_out)
             metrics[f"reward/{name}/timeouts"] = float(out.timed_out)
             metrics.update({f"reward/{name}/{k}": v for k, v in out.metrics.items()})
+        first = outcomes[0].values if outcomes else None
+        metrics["reward/accuracy"] = (sum(v is not None and v >= 1.0 - 1e-6 for v in first) / n) if first and n else 0.0
         metrics["reward/failures"] = float(failures)
         metrics["reward/mean"] = float(total.mean()) if n else 0.0
         metrics["reward/std"] = float(total.std(unbiased=False)) if n else 0.0

@@ -30,7 +30,7 @@ class TaskSection:
     name: str = "add3"  # add3 | make_n | countdown | reverse | dataset (see rollwise.rlvr.tasks)
     params: dict[str, Any] = field(default_factory=dict)  # task parameters, e.g. {max_operand = 999}
     reward_timeout_s: float = 10.0  # a reward function slower than this is contained and counted
-    reward_isolation: Literal["thread", "process"] = "thread"  # where reward functions run
+    reward_isolation: Literal["auto", "thread", "process"] = "auto"  # auto: rollwise's verifiers in threads, others in a process
 
 
 @dataclass

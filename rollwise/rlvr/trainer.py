@@ -314,7 +314,7 @@ class Trainer:
         rec: dict[str, Any] = {
             "step": step,
             "reward": float(r.mean()),
-            "accuracy": float((r >= 1.0 - 1e-6).float().mean()),
+            "accuracy": self._reward_metrics["reward/accuracy"],  # the task's verifier, not the summed reward
             "adv/mean": float(adv.mean()), "adv/std": float(adv.std()) if adv.numel() > 1 else 0.0,
             "adv/abs_mean": float(adv.abs().mean()), "adv/max": float(adv.max()), "adv/min": float(adv.min()),
             "response_length": float(lengths.mean()), "response_length_max": float(lengths.max()),
@@ -351,9 +351,9 @@ class Trainer:
         sampling.n = 1
         engine = HFEngine(self.rollout_policy, self.tokenizer, batch_size=self.cfg.rollout.batch_size)
         batch = engine.generate([e.prompt for e in self.test_pool], sampling, step_seed(self.cfg.train.seed, 0, 3))
-        rewards, _ = self.rewards(batch.prompts, batch.completions, batch.truncated.tolist(),
-                                  collate_columns(self.test_pool))
-        return {"eval/accuracy": float((rewards >= 1.0 - 1e-6).float().mean()), "eval/reward": float(rewards.mean())}
+        rewards, metrics = self.rewards(batch.prompts, batch.completions, batch.truncated.tolist(),
+                                        collate_columns(self.test_pool))
+        return {"eval/accuracy": metrics["reward/accuracy"], "eval/reward": float(rewards.mean())}
 
     def state(self) -> dict[str, Any]:
         """The trainer state of a checkpoint (under FSDP2 a collective: the optimizer state is gathered)."""
