@@ -40,6 +40,7 @@ BENCHES: dict[str, str] = {
     "decode-vs-score": "decode_vs_score.py",
     "codistill-long": "codistill_long.py",
     "codistill-is-diagnostic": "codistill_is_diagnostic.py",
+    "crash-resume": "crash_resume.py",
 }
 
 

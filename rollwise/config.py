@@ -79,7 +79,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError as e:
+            raise ConfigError(f"{key}={value} is too large for a number") from e
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
@@ -114,9 +117,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {item!r} must look like key.path=value")
     key, raw = item.split("=", 1)
     key = key.strip()
+    if not key or any(not part.strip() for part in key.split(".")):
+        raise ConfigError(f"override {item!r}: the key {key!r} has an empty part; write it like train.steps=50")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw
     return key.split("."), value
 
@@ -140,9 +145,13 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML ({e})") from e
+        return tomllib.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read ({e.strerror or e})") from e
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise ConfigError(f"{p}: invalid TOML ({' '.join(str(e).split()) or 'nested too deeply'})") from e
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

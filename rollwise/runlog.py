@@ -126,10 +126,11 @@ def read_jsonl(path: str | Path, torn_tail: bool = False) -> list[dict[str, Any]
     for j, (i, line) in enumerate(numbered):
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             if torn_tail and j == len(numbered) - 1:
                 break
-            raise DataError(f"{path}:{i}: malformed JSON line ({e.msg})") from e
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise DataError(f"{path}:{i}: malformed JSON line ({msg})") from e
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{i}: expected a JSON object, got {type(rec).__name__}")
         out.append(rec)

@@ -11,6 +11,7 @@ one. Both remove the ``.tmp-*`` leftovers of a checkpoint write that was interru
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from rollwise.errors import RunDirError
 #: the marker of a run folder: ``{"run_id": ...}``
 MARKER = "run.json"
 #: what rollwise writes into a run folder (files and folders); ``--overwrite`` removes only these
-ROLLWISE_FILES = ("run.json", "metrics.jsonl", "metrics.tmp", "config.toml", "report.md", "checkpoints",
+ROLLWISE_FILES = ("run.json", "run.json.tmp", "metrics.jsonl", "metrics.tmp", "config.toml", "report.md", "checkpoints",
                   "warm_start", "warm_start_large", "large", "sft", "tb")
 #: the plots ``rollwise report`` writes into ``plots/`` (other files there are the user's)
 ROLLWISE_PLOTS = ("reward_vs_step.png", "reward_vs_wall.png", "kl_entropy.png", "phase_times.png")
@@ -104,5 +105,7 @@ def claim_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool 
 
 def _write_marker(run_dir: Path) -> str:
     run_id = uuid.uuid4().hex
-    (run_dir / MARKER).write_text(json.dumps({"run_id": run_id}) + "\n")
+    tmp = run_dir / (MARKER + ".tmp")
+    tmp.write_text(json.dumps({"run_id": run_id}) + "\n")
+    os.replace(tmp, run_dir / MARKER)  # a kill mid-write never leaves a torn marker
     return run_id

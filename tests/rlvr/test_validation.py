@@ -29,6 +29,8 @@ BAD = [
     ("algorithm.correction=tiss", "algorithm.correction='tiss'", "valid choices"),
     ("rollout.engine=vlm", "rollout.engine='vlm'", "valid choices"),
     ("run.output_dir=' '", "run.output_dir=' '", "non-empty"),
+    ("task.params.max_operand='x'", "task.params.max_operand must be an integer", "'x'"),
+    ("task.params.n_test=1.5", "task.params.n_test must be an integer", "1.5"),
 ]
 
 

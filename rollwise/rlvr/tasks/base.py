@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from rollwise.config import ConfigError
+from rollwise.config import ConfigError, from_dict
 from rollwise.rlvr.rewards import RewardFunc
 
 SPLITS = ("train", "test")
@@ -134,7 +134,7 @@ def make_task(name: str, **params: Any) -> Task:
     for key in params:
         if key not in valid:
             raise ConfigError(f"task.{key} is not a parameter of task {name!r}; valid parameters: {', '.join(valid)}")
-    return cls(cls.params_cls(**params))
+    return cls(from_dict(cls.params_cls, params, prefix="task.params"))  # typed: a wrong type is a ConfigError
 
 
 def require(ok: bool, key: str, value: Any, must: str) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from rollwise.errors import DataError
 from rollwise.rlvr.rewards import truncated_flags
 
 
@@ -132,18 +133,18 @@ def has_expression(parsed: list | tuple) -> bool:
 def _parse_gold_cached(text: str) -> tuple:
     reason = malformed_reason(text)
     if reason is not None:
-        raise ValueError(f"the gold answer {text!r} is not well-formed mathematics: {reason}")
+        raise DataError(f"the gold answer {text!r} is not well-formed mathematics: {reason}")
     parsed = _parse(text)
     if not has_expression(parsed) and _looks_like_maths(text):
         parsed = _parse(f"${text}$")
     if not has_expression(parsed):
-        raise ValueError(f"math-verify cannot parse the gold answer {text!r} as mathematics")
+        raise DataError(f"math-verify cannot parse the gold answer {text!r} as mathematics")
     return tuple(parsed)
 
 
 def parse_gold(text: str, timeout_s: float = 5.0) -> list:
     """math-verify's parse of a gold answer: tried bare, then as ``$text$`` when it has no plain words (so
-    ``x^2+1`` parses but ``not a number`` does not). ValueError when it is malformed (``malformed_reason``)
+    ``x^2+1`` parses but ``not a number`` does not). DataError (a ValueError) when it is malformed (``malformed_reason``)
     or yields no mathematical expression (a string-only fallback does not count); :class:`CheckTimeout`
     past the deadline."""
     return list(call_with_deadline(_parse_gold_cached, timeout_s, str(text)))
