@@ -41,6 +41,7 @@ BENCHES: dict[str, str] = {
     "codistill-long": "codistill_long.py",
     "codistill-is-diagnostic": "codistill_is_diagnostic.py",
     "crash-resume": "crash_resume.py",
+    "trl-methods": "trl_methods.py",
 }
 
 

@@ -33,8 +33,7 @@ from torch import Tensor
 from trl import GRPOConfig, GRPOTrainer
 
 from rollwise.config import ConfigError
-from rollwise.rlvr.advantages import correct_set_diagnostics, make_estimator
-from rollwise.rlvr.advantages.registry import AdvantageEstimator
+from rollwise.rlvr.advantages import AdvantageEstimator, correct_set_diagnostics, make_estimator
 from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.correction import make_correction
 from rollwise.rlvr.tasks import Example
