@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.steps, args.train_prompts, args.eval_every = "0", 20, 256, 10
     if args.rollouts_per_step % ARMS["TRL + GRPO (n=8)"][1]:
         ap.error("--rollouts-per-step must be a multiple of 8 (GRPO's group size)")
+    if args.train_prompts < args.rollouts_per_step:
+        ap.error("--train-prompts must be at least --rollouts-per-step (BASIS's prompts per step)")
 
     from rollwise.rlvr.commands import _quiet_transformers
     from rollwise.runlog import set_threads
