@@ -1,4 +1,4 @@
-"""The ``rollwise`` command: train, sft, eval, report, bench, repro.
+"""The ``rollwise`` command: train, sft, eval, report, bench, repro, base.
 
 Sub-commands import their heavy modules lazily, so ``rollwise --help`` is instant and importing the
 CLI pulls in no optional engine.
@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     bp = sub.add_parser("bench", help="run a benchmark script from benchmarks/ (extra args pass through)")
     bp.add_argument("name", help=f"one of: {', '.join(sorted(BENCHES))}")
 
+    bb = sub.add_parser("base", help="build or list the testbed's base models (SFT from scratch, cached)")
+    bb.add_argument("action", choices=["build", "list"])
+    bb.add_argument("name", nargs="?", help="base model name (see: rollwise base list)")
+    bb.add_argument("--root", default="runs/base", help="cache folder (default runs/base)")
+    bb.add_argument("--threads", type=int, default=0, help="torch threads (default: the spec's, 1)")
+    bb.add_argument("--force", action="store_true", help="rebuild even when cached")
+
     rr = sub.add_parser("repro", help="reproduce a paper's headline experiment at CPU scale")
     rr.add_argument("name", help=f"one of: {', '.join(sorted(REPROS))}")
     rr.add_argument("--quick", action="store_true", help="the fast variant run in CI")
@@ -178,6 +185,10 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         return _cmd_bench(args, rest)
     if args.command == "repro":
         return _cmd_repro(args)
+    if args.command == "base":
+        from rollwise.rlvr import base_models
+
+        return base_models.main(args)
     from rollwise.rlvr import commands  # lazy: pulls in torch/transformers
 
     return commands.dispatch(args)

@@ -120,6 +120,33 @@ def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return total if log else total.exp()
 
 
+def sampled_success_prob(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any,
+                          examples: Sequence[Any], n: int, max_new_tokens: int, seed: int = 0,
+                          temperature: float = 1.0, engine: str = "hf") -> tuple[Tensor, Tensor]:
+    """Monte-Carlo V(x): the fraction of ``n`` ancestral samples per example that the task's verifiers reward
+    (reward >= 1), with its binomial standard error sqrt(V(1 - V) / n).
+
+    For tasks whose rewarded set is not one enumerable string (``column_arith`` with ``check="answer"``),
+    where ``exact_success_prob`` of one trace is only a lower bound. Returns (V (N,), stderr (N,)) float64.
+    """
+    from rollwise.rlvr.engines import SamplingConfig, make_engine
+    from rollwise.rlvr.rewards import RewardRunner
+    from rollwise.rlvr.tasks import collate_columns
+
+    eng = make_engine(engine, policy, tokenizer)
+    try:
+        batch = eng.generate([e.prompt for e in examples],
+                             SamplingConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens), seed)
+    finally:
+        eng.close()
+    rewards, _ = RewardRunner(task.reward_funcs())(batch.prompts, batch.completions, batch.truncated,
+                                                   collate_columns([examples[g] for g in batch.group_ids.tolist()]))
+    hits = torch.zeros(len(examples), dtype=torch.float64).index_add_(
+        0, batch.group_ids, (rewards >= 1.0 - 1e-6).double())
+    v = hits / n
+    return v, (v * (1 - v) / n).sqrt()
+
+
 def sample_and_score(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any, cfg: Any,
                      examples: Sequence[Any], n: int, seed: int) -> tuple[Any, Tensor, dict[str, float]]:
     """Sample ``n`` completions per example with ``cfg.rollout``'s engine and sampling settings and score them
