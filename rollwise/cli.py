@@ -42,6 +42,7 @@ BENCHES: dict[str, str] = {
     "codistill-is-diagnostic": "codistill_is_diagnostic.py",
     "crash-resume": "crash_resume.py",
     "trl-methods": "trl_methods.py",
+    "testbed-properties": "testbed_properties.py",
 }
 
 

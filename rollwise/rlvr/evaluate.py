@@ -247,13 +247,14 @@ def conditional_entropy(logp: Tensor) -> dict[str, float]:
 @torch.no_grad()
 def exact_conditional_entropy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                               correct_sets: Sequence[Sequence[str]], temperature: float = 1.0,
-                              batch_size: int = 1024) -> list[dict[str, float]]:
+                              batch_size: int = 1024, compact: bool = False) -> list[dict[str, float]]:
     """Exact ``conditional_entropy`` of each prompt over its full, enumerated correct set C(x).
 
     Scores every (prompt, correct string + EOS) pair with batched teacher-forced passes
     (``exact_success_prob``), so ``mass`` is the exact probability that ancestral sampling at ``temperature``
     (top_p 1, enough new tokens) returns a correct answer, i.e. the exact pass@1 when the rewarded strings are
-    exactly C(x) (MakeN). Returns one dict per prompt.
+    exactly C(x) (MakeN, ``countdown_steps``). ``compact``: as in ``exact_success_prob``. Returns one dict per
+    prompt.
     """
     if len(prompts) != len(correct_sets):
         raise ValueError(f"exact_conditional_entropy: {len(prompts)} prompts for {len(correct_sets)} sets")
@@ -263,7 +264,7 @@ def exact_conditional_entropy(model: PreTrainedModel, tokenizer: PreTrainedToken
     flat_p = [p for p, cs in zip(prompts, correct_sets) for _ in cs]
     flat_c = [c for cs in correct_sets for c in cs]
     logp = exact_success_prob(model, tokenizer, flat_p, flat_c, temperature=temperature, batch_size=batch_size,
-                              log=True)
+                              log=True, compact=compact)
     out, start = [], 0
     for cs in correct_sets:
         out.append(conditional_entropy(logp[start : start + len(cs)]))
