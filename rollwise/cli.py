@@ -43,6 +43,7 @@ BENCHES: dict[str, str] = {
     "crash-resume": "crash_resume.py",
     "trl-methods": "trl_methods.py",
     "testbed-properties": "testbed_properties.py",
+    "vs-trl": "vs_trl.py",
 }
 
 

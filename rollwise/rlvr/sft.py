@@ -6,6 +6,8 @@ accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -23,10 +25,12 @@ def sft_tensors(tokenizer: PreTrainedTokenizerBase, prompts: list[str], targets:
 
 def supervised_warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                           targets: list[str], steps: int, batch_size: int, lr: float, seed: int,
-                          compact: bool = False) -> list[float]:
-    """Train ``model`` in place for ``steps`` Adam steps; returns the per-step mean token NLL.
+                          compact: bool = False, stop: Callable[[int], bool] | None = None,
+                          check_every: int = 0) -> list[float]:
+    """Train ``model`` in place for at most ``steps`` Adam steps; returns the per-step mean token NLL.
 
     ``compact``: teacher-force with the compact forward (``models.response_logprobs``) where supported.
+    ``stop(step)`` is asked every ``check_every`` steps (model in eval mode); True ends the warm start there.
     """
     p_ids, p_mask, c_ids, loss_mask = sft_tensors(tokenizer, prompts, targets)
     gen = torch.Generator().manual_seed(seed)
@@ -44,5 +48,10 @@ def supervised_warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
             opt.step()
             losses.append(float(loss.detach()))
             bar.update(info=f"nll {losses[-1]:.3f}")
+            if stop is not None and check_every and len(losses) % check_every == 0:
+                model.eval()
+                if stop(len(losses)):
+                    break
+                model.train()
     model.eval()
     return losses
