@@ -106,7 +106,8 @@ def concat_chunks(parts: list[tuple[Tensor, Tensor, Tensor, Tensor]], prompts: l
     mask, truncated = response_mask_from_ids(response, tokenizer.eos_token_id)
     response = torch.where(mask.bool(), response, torch.full_like(response, pad_id))
     logprobs = logprobs * mask
-    completions = [tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(response, mask)]
+    lengths = mask.sum(-1).long().tolist()
+    completions = tokenizer.batch_decode([r[:n] for r, n in zip(response.tolist(), lengths)], skip_special_tokens=True)
     return RolloutBatch(
         prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response, response_mask=mask,
         rollout_logprobs=logprobs, group_ids=group_ids, truncated=truncated,
