@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         args.set = []  # not a shared mutable default: argparse appends to the default list in place
     if args.command != "bench" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if not debug:  # warnings as one line each, without the source line
+        warnings.formatwarning = lambda message, category, *_, **__: f"rollwise: warning: {message}\n"
     try:
         return _run(args, rest)
     except Exception as e:  # noqa: BLE001 - the one place that turns every exception into a message

@@ -191,6 +191,7 @@ def test_eval_of_a_corrupt_only_checkpoint_is_a_one_line_error(tmp_path, model_a
     model, tok = model_and_tok
     save_checkpoint(tmp_path, 1, model, tok, {}, keep=2)
     (tmp_path / "checkpoints" / "step-000001" / "model.safetensors").write_bytes(b"not safetensors")
+    capsys.readouterr()  # drop save_pretrained's progress bar
     with pytest.warns(UserWarning):
         assert cli.main(["eval", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -217,3 +218,20 @@ def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path):
         read_jsonl(tmp_path / "metrics.jsonl")
     log.truncate_after(2)
     assert read_jsonl(tmp_path / "metrics.jsonl") == [{"step": 0}, {"step": 1}, {"step": 2}]
+
+
+def test_resume_on_a_corrupt_only_checkpoint_is_one_warning_line_and_one_error_line(tmp_path, model_and_tok):
+    import subprocess
+    import sys
+
+    model, tok = model_and_tok
+    run = tmp_path / "r"
+    claim_run_dir(run)
+    save_checkpoint(run, 1, model, tok, {}, keep=2)
+    (run / "checkpoints" / "step-000001" / "trainer_state.pt").write_bytes(b"torn")
+    out = subprocess.run([sys.executable, "-m", "rollwise.cli", "train", "--resume", "--set", f"run.output_dir={run}"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 2, out.stderr
+    assert lines[0].startswith("rollwise: warning: checkpoint") and "corrupt" in lines[0]
+    assert lines[1].startswith("rollwise train: error: --resume: no complete checkpoint")
