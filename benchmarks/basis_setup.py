@@ -25,15 +25,43 @@ class Setting:
     sft_lr: float = 2e-3  # SFT Adam learning rate
     sft_batch: int = 128  # SFT batch size
     max_new_tokens: int = 6  # spec 5.1: >= len(answer) + EOS
+    task: str = "add3"  # add3 (the fields above), or a reasoning testbed of testbed_setup.TESTBEDS (its base)
 
     def overrides(self) -> list[str]:
+        if self.task != "add3":  # a testbed: its base's task and model; the comparisons' learning rate
+            from testbed_setup import base_overrides, testbed
+
+            tb = testbed(self.task)
+            return [*base_overrides(tb), f"train.lr={tb.lr}"]
         return [f"task.params.max_operand={self.max_operand}", f"task.params.n_train={self.n_train}",
                 f"task.params.n_test={self.n_test}", f"sft.steps={self.sft_steps}", f"sft.lr={self.sft_lr}",
                 f"sft.batch_size={self.sft_batch}", f"rollout.max_new_tokens={self.max_new_tokens}",
                 "train.eval_every=0", "train.checkpoint_every=0", "run.report=false"]
 
     def tag(self) -> str:
+        if self.task != "add3":  # the base's key covers its task, model and SFT settings
+            from testbed_setup import testbed
+
+            from rollwise.rlvr.base_models import get_spec
+
+            return f"{self.task}-{get_spec(testbed(self.task).base).key()}"
         return f"op{self.max_operand}-sft{self.sft_steps}-lr{self.sft_lr:g}-b{self.sft_batch}"
+
+
+def testbed_setting(task: str, **add3: int) -> Setting:
+    """The Setting of ``--task``: ADD-3 with the given fields, or a testbed (its response limit included)."""
+    if task == "add3":
+        return Setting(**add3)
+    from testbed_setup import testbed
+
+    return Setting(task=task, max_new_tokens=testbed(task).max_new_tokens)
+
+
+def testbed_lr(task: str) -> float:
+    """The learning rate registered for a testbed's comparisons (docs/basis.md)."""
+    from testbed_setup import testbed
+
+    return testbed(task).lr
 
 
 def config(setting: Setting, algorithm: str | None, extra: list[str] | None = None):
@@ -45,6 +73,10 @@ def config(setting: Setting, algorithm: str | None, extra: list[str] | None = No
 
 def initial_policy(setting: Setting):
     """(policy, tokenizer, task) at pi_0, built with SFT on the first call and loaded from the cache after."""
+    if setting.task != "add3":
+        from testbed_setup import load_base, testbed
+
+        return load_base(testbed(setting.task))[:3]
     from rollwise.rlvr.commands import build_policy
     from rollwise.rlvr.models import load_policy
     from rollwise.rlvr.tasks import make_task

@@ -67,6 +67,15 @@ DESIGNS: dict[str, dict[str, Any]] = {
            "methods": {**GRPO_AND_IQ, "UCPO tau=0.5 seq-logp": [
                "algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
                "algorithm.estimator_params.length_norm=false"]}},
+    # testbed: Countdown with written steps (docs/ucpo.md "Benchmark design: reasoning testbed"), registered
+    # before any method run: the countdown-steps base (rollwise base build), GRPO's batch (16 prompts x 8), the
+    # testbed's lr, 200 steps, 32 held-out prompts x 64 samples; the authors' token-level q and the
+    # sequence-level q (length_norm=false) as a second arm, since the token-level q flattens on long responses.
+    "testbed": {"base": "countdown-steps", "setup": ["rollout.n=8", "algorithm.loss.dual_clip_c=3.0"],
+                "steps": 200, "sft_steps": 0, "eval_prompts": 32,
+                "methods": {**GRPO_AND_IQ, "UCPO tau=0.5 seq-logp": [
+                    "algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
+                    "algorithm.estimator_params.length_norm=false"]}},
 }
 DEFAULT_DESIGN = "v2"
 SETUP: list[str] = DESIGNS["v2"]["setup"]
@@ -95,36 +104,47 @@ def make_trainer_class():
 
 
 def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, threads: int, lr: float,
-             setup: list[str], methods: dict[str, list[str]], warm_only: bool = False) -> dict[str, Any]:
-    """Warm start once, then train every method from a copy; returns curves and final metrics per method.
+             setup: list[str], methods: dict[str, list[str]], warm_only: bool = False, base: str | None = None,
+             eval_prompts: int | None = None) -> dict[str, Any]:
+    """Warm start once (or load the testbed ``base``), then train every method from a copy; returns curves and
+    final metrics per method. ``eval_prompts`` caps the evaluated prompts of each split.
 
     With ``warm_only`` only the warm start is built and evaluated (the design screen: no method is trained)."""
+    from functools import partial
+
     from rollwise.rlvr.commands import build_policy
     from rollwise.rlvr.evaluate import evaluate_diversity
     from rollwise.rlvr.run_config import resolve_config
     from rollwise.rlvr.tasks import make_task
     from rollwise.runlog import seed_everything
 
-    base = [*setup, f"sft.steps={sft_steps}", f"train.steps={steps}", f"train.seed={seed}",
-            f"model.init_seed={seed}", f"run.threads={threads}", f"train.lr={lr}"]
-    cfg = resolve_config(overrides=[*base, *methods["GRPO"], f"run.output_dir={out / f'seed{seed}-warm'}"])
-    task = make_task(cfg.task.name, **cfg.task.params)
+    common = [*setup, f"sft.steps={sft_steps}", f"train.steps={steps}", f"train.seed={seed}",
+              f"model.init_seed={seed}", f"run.threads={threads}", f"train.lr={lr}"]
+    cfg = resolve_config(overrides=[*common, *methods["GRPO"], f"run.output_dir={out / f'seed{seed}-warm'}"])
     seed_everything(seed)
     t0 = time.perf_counter()
-    warm, tok = build_policy(cfg, task)
-    sft_s = time.perf_counter() - t0
-    ev0 = evaluate_diversity(warm, tok, task, cfg, n=64, seed=10_000 + seed)
-    ev0_train = evaluate_diversity(warm, tok, task, cfg, n=64, seed=20_000 + seed, split="train")
+    if base is None:
+        task = make_task(cfg.task.name, **cfg.task.params)
+        warm, tok = build_policy(cfg, task)
+        sft_s = time.perf_counter() - t0
+        diversity = evaluate_diversity
+    else:  # the testbed's base (one per design, shared by the seeds); its build time is the SFT time
+        from testbed_setup import load_base, testbed
+
+        warm, tok, task, build = load_base(testbed(base))
+        sft_s = build["seconds"]["total"]
+        diversity = partial(evaluate_diversity, max_prompts=eval_prompts, canonical=str)
+    ev0 = diversity(warm, tok, task, cfg, n=64, seed=10_000 + seed)
+    ev0_train = diversity(warm, tok, task, cfg, n=64, seed=20_000 + seed, split="train")
     result: dict[str, Any] = {"warm_start": ev0, "warm_start_train_targets": ev0_train, "sft_seconds": sft_s,
                               "methods": {}}
     print(f"seed {seed} warm start ({sft_s:.0f} s): held-out " + ", ".join(f"{k} {ev0[k]:.3f}" for k in FINAL_KEYS)
-          + f" ({len(task.targets('test'))} targets); train targets pass@1 {ev0_train['pass@1']:.3f}, "
-          f"h_norm {ev0_train['h_norm']:.3f} ({len(task.targets('train'))} targets)", flush=True)
+          + f"; train prompts pass@1 {ev0_train['pass@1']:.3f}, h_norm {ev0_train['h_norm']:.3f}", flush=True)
     if warm_only:
         return result
     trainer_cls = make_trainer_class()
     for name, over in methods.items():
-        mcfg = resolve_config(overrides=[*base, *over, f"run.output_dir={out / f'seed{seed}-{_slug(name)}'}"])
+        mcfg = resolve_config(overrides=[*common, *over, f"run.output_dir={out / f'seed{seed}-{_slug(name)}'}"])
         seed_everything(seed)
         trainer = trainer_cls(mcfg, copy.deepcopy(warm), tok, task)
         curve = [{"step": 0, **ev0}]
@@ -134,10 +154,10 @@ def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, 
             rec = trainer.train_step(step)
             train_log.append({"step": step, "reward": rec["reward"], **trainer.last_diag})
             if step % eval_every == 0 or step == steps:
-                ev = evaluate_diversity(trainer.policy, tok, task, mcfg, n=64, seed=10_000 + seed + step)
+                ev = diversity(trainer.policy, tok, task, mcfg, n=64, seed=10_000 + seed + step)
                 curve.append({"step": step, **ev})
         seconds = time.perf_counter() - t0
-        on_train = evaluate_diversity(trainer.policy, tok, task, mcfg, n=64, seed=20_000 + seed, split="train")
+        on_train = diversity(trainer.policy, tok, task, mcfg, n=64, seed=20_000 + seed, split="train")
         result["methods"][name] = {"final": curve[-1], "curve": curve, "train": train_log, "seconds": seconds,
                                    "final_train_targets": on_train}
         print(f"seed {seed} {name}: " + ", ".join(f"{k} {curve[-1][k]:.3f}" for k in FINAL_KEYS), flush=True)
@@ -278,6 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     lr_given = args.lr is not None
     args.lr = args.lr if lr_given else design.get("lr", 3e-4)
     setup, methods = [*design["setup"], *args.set], design["methods"]
+    base = design.get("base")
+    if base is not None:  # a testbed base: its task, model and lr come from testbed_setup; --quick uses the CI base
+        from testbed_setup import base_overrides, testbed
+
+        base = f"{base}-ci" if args.quick else base
+        tb = testbed(base)
+        setup = [*base_overrides(tb), f"train.prompts_per_step={tb.prompts}", *setup]
+        args.lr = args.lr if lr_given else tb.lr
     if args.methods:
         wanted = {"GRPO", *(m.strip() for m in args.methods.split(","))}
         unknown = sorted(wanted - set(methods))
@@ -300,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.warm_only:
         return warm_screen(seeds, sft_steps, setup, methods, args)
     bandit, bandit_rows, bandit_checks = bandit_section([0, 1, 2])
-    per_seed = {s: run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads, args.lr, setup, methods)
-                for s in seeds}
+    eval_prompts = (4 if args.quick else design.get("eval_prompts")) if base else None
+    per_seed = {s: run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads, args.lr, setup, methods,
+                            base=base, eval_prompts=eval_prompts) for s in seeds}
     means, acceptance = summarise(per_seed)
     means_tr, acceptance_tr = summarise(per_seed, "final_train_targets")
     figures = plot_curves(per_seed, out, name)
@@ -321,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         "inflated several-fold).", "",
         "## Tabular bandit (K=60, C=15, G=8, 16 groups/step, lr 0.1, 600 steps, seeds 0-2)", "",
         markdown_table(bandit_rows), "", *[f"- {c}" for c in bandit_checks], "",
-        f"## MakeN, design {args.design} (3 operands, digits 1-9; held-out targets; 64 samples per target, "
-        "temperature 1)", "",
+        (f"## MakeN, design {args.design} (3 operands, digits 1-9; held-out targets; 64 samples per target, "
+         "temperature 1)" if base is None else f"## Countdown with written steps, design {args.design} (base {base}; "
+         f"{eval_prompts} held-out and {eval_prompts} training prompts; 64 samples per prompt, temperature 1; "
+         "equation_ratio = distinct / correct samples)"), "",
         "Setup: " + ", ".join(f"`{s}`" for s in setup), "",
         "Final metrics, mean over seeds (h_norm = exact H(pi_C)/log|C| over the enumerated correct set; "
         "exact_pass@1 = mean pi(C|x); equation_ratio = distinct canonical forms / correct samples; "

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, publish  # noqa: E402
-from basis_setup import Setting, config, initial_policy  # noqa: E402
+from basis_setup import Setting, config, initial_policy, testbed_lr, testbed_setting  # noqa: E402
 
 #: name -> (preset, extra overrides)
 METHODS: dict[str, tuple[str, list[str]]] = {
@@ -125,18 +125,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=64, help="prompts per step (B)")
     ap.add_argument("--n1-steps", type=int, default=0, help="steps of the single-rollout methods (REINFORCE++, "
                     "BASIS) when longer than --steps: for the wall-clock target; equal-step numbers use --steps")
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sft-steps", type=int, default=Setting.sft_steps)
     ap.add_argument("--max-operand", type=int, default=Setting.max_operand)
+    ap.add_argument("--task", default="add3", help="add3, or a reasoning testbed: column-arith (its base model "
+                    "from rollwise base build; --max-operand/--sft-steps then do not apply)")
     ap.add_argument("--set", action="append", help="extra config override for every method")
     ap.add_argument("--basis-set", action="append", metavar="KEY=VALUE",
                     help="BASIS estimator parameter, e.g. offline_subset=0.25 (repeatable)")
     ap.add_argument("--name", default=None, help="results file name")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    args.name = args.name or ("policy_compare_quick" if args.quick else "policy_compare")  # quick never overwrites the full results
+    if args.lr is None:  # ADD-3's 1e-4, or the learning rate registered for the testbed
+        args.lr = 1e-4 if args.task == "add3" else testbed_lr(args.task)
+    suffix = "" if args.task == "add3" else "_" + args.task.replace("-", "_")
+    args.name = args.name or ("policy_compare" + suffix + ("_quick" if args.quick else ""))  # quick never overwrites the full results
     if args.quick:
         args.seeds, args.steps, args.prompts, args.eval_every = "0", 30, 32, 10
 
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _quiet_transformers()
     set_threads(args.threads)
-    setting = Setting(max_operand=args.max_operand, sft_steps=args.sft_steps)
+    setting = testbed_setting(args.task, max_operand=args.max_operand, sft_steps=args.sft_steps)
     seeds = [int(s) for s in args.seeds.split(",")]
     t_start = time.perf_counter()
     policy0, tokenizer, task = initial_policy(setting)
@@ -200,14 +205,15 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
     wins = sum(c["BASIS >= RPP (equal steps)"] for c in checks)
     fast = sum(c["BASIS <= 0.5 x GRPO-8 wall"] for c in checks)
     cmd = "rollwise bench policy" + (" --quick" if args.quick else "") + \
+        (f" --task {args.task}" if args.task != "add3" else "") + \
         (f" --seeds {args.seeds}" if not args.quick and args.seeds != "0,1,2" else "") + \
         (f" --steps {args.steps}" if not args.quick and args.steps != 300 else "") + \
         (f" --prompts {args.prompts}" if not args.quick and args.prompts != 64 else "") + \
         (f" --n1-steps {args.n1_steps}" if args.n1_steps > args.steps else "") + \
         (f" --eval-every {args.eval_every}" if not args.quick and args.eval_every != 20 else "") + \
-        (f" --lr {args.lr:g}" if args.lr != 1e-4 else "") + \
+        (f" --lr {args.lr:g}" if args.lr != (1e-4 if args.task == "add3" else testbed_lr(args.task)) else "") + \
         "".join(f" --set {s}" for s in args.set or []) + "".join(f" --basis-set {s}" for s in args.basis_set or []) + \
-        (f" --name {args.name}" if args.name not in ("policy_compare", "policy_compare_quick") else "")
+        (f" --name {args.name}" if not args.name.startswith("policy_compare") else "")
     md = [
         "# Policy optimisation on ADD-3: BASIS vs REINFORCE++, RLOO, GRPO, Dr.GRPO", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min in all on a shared 2-core CPU, {args.threads} torch thread; "

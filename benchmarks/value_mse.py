@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, publish  # noqa: E402
-from basis_setup import CACHE, Setting, config, initial_policy  # noqa: E402
+from basis_setup import CACHE, Setting, config, initial_policy, testbed_lr, testbed_setting  # noqa: E402
 
 #: BASIS variants scored (name -> estimator parameters); "probe25" rebuilds the prior from 25% + a probe
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -236,14 +236,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=100, help="R random batches per checkpoint")
     ap.add_argument("--batch-size", type=int, default=64, help="B prompts per batch")
     ap.add_argument("--checkpoints", default="100,300", help="REINFORCE++ steps scored besides pi_0")
-    ap.add_argument("--lr", type=float, default=1e-4, help="learning rate of the REINFORCE++ run (spec: 1e-4)")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate of the REINFORCE++ run (spec: 1e-4)")
     ap.add_argument("--name", default=None, help="results file name (value_mse.{json,md,png})")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sft-steps", type=int, default=Setting.sft_steps)
     ap.add_argument("--max-operand", type=int, default=Setting.max_operand)
+    ap.add_argument("--task", default="add3", help="add3, or a reasoning testbed: column-arith (its base model "
+                    "from rollwise base build; --max-operand/--sft-steps then do not apply)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    args.name = args.name or ("value_mse_quick" if args.quick else "value_mse")  # quick never overwrites the full results
+    if args.lr is None:  # ADD-3's 1e-4, or the learning rate registered for the testbed
+        args.lr = 1e-4 if args.task == "add3" else testbed_lr(args.task)
+    suffix = "" if args.task == "add3" else "_" + args.task.replace("-", "_")
+    args.name = args.name or ("value_mse" + suffix + ("_quick" if args.quick else ""))  # quick never overwrites the full results
     if args.quick:
         args.checkpoints, args.batches = "10,30", min(args.batches, 20)
 
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _quiet_transformers()
     set_threads(args.threads)
-    setting = Setting(max_operand=args.max_operand, sft_steps=args.sft_steps)
+    setting = testbed_setting(args.task, max_operand=args.max_operand, sft_steps=args.sft_steps)
     checkpoints = [int(c) for c in args.checkpoints.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     t_start = time.perf_counter()
@@ -321,9 +326,10 @@ def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, secon
                        "<= 0.5 (spec M2)": bool(basis / rpp <= 0.5), "BASIS < group-4": bool(basis < g4),
                        "BASIS < group-8": bool(basis < g8), "BASIS/group-8": f"{basis / g8:.3f}"})
     cmd = "rollwise bench value-mse" + (" --quick" if args.quick else "") + \
-        (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (f" --lr {args.lr:g}" if args.lr != 1e-4 else "") + \
+        (f" --task {args.task}" if args.task != "add3" else "") + \
+        (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (f" --lr {args.lr:g}" if args.lr != (1e-4 if args.task == "add3" else testbed_lr(args.task)) else "") + \
         (f" --checkpoints {args.checkpoints}" if not args.quick and args.checkpoints != "100,300" else "") + \
-        (f" --name {args.name}" if args.name not in ("value_mse", "value_mse_quick") else "")
+        (f" --name {args.name}" if not args.name.startswith("value_mse") else "")
     md = [
         "# Value-estimation MSE on ADD-3 (exact V(x))", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a shared 2-core CPU, {args.threads} torch thread).", "",

@@ -62,10 +62,10 @@ _CI_MODEL = TinyModelConfig(hidden_size=48, num_layers=2, num_heads=4, intermedi
 BASES: dict[str, BaseSpec] = {
     "column-arith": BaseSpec("column_arith", {"min_digits": 2, "max_digits": 5}, _TESTBED_MODEL),
     "countdown-steps": BaseSpec("countdown_steps", {}, _TESTBED_MODEL),
-    "column-arith-ci": BaseSpec("column_arith", {"n_train": 256, "n_test": 64, "min_digits": 2, "max_digits": 3},
+    "column-arith-ci": BaseSpec("column_arith", {"n_train": 64, "n_test": 32, "min_digits": 2, "max_digits": 3},
                                 _CI_MODEL, sft_steps=30, sft_batch=16, sft_lr=3e-3, sft_examples=500,
                                 eval_prompts=32),
-    "countdown-steps-ci": BaseSpec("countdown_steps", {"n_train": 256, "n_test": 64}, _CI_MODEL, sft_steps=30,
+    "countdown-steps-ci": BaseSpec("countdown_steps", {"n_train": 64, "n_test": 16}, _CI_MODEL, sft_steps=30,
                                    sft_batch=16, sft_lr=3e-3, sft_examples=500, eval_prompts=16),
 }
 

@@ -277,12 +277,12 @@ def evaluate_diversity(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
                        max_prompts: int | None = None, canonical: Callable[[str], str] | None = None,
                        split: str = "test") -> dict[str, float]:
     """Diversity evaluation on the held-out (``split="test"``) or training targets of a task with an
-    enumerable correct set (MakeN).
+    enumerable correct set (MakeN, countdown_steps).
 
     Samples ``n`` completions per prompt (``sample_and_score``) and returns, averaged over prompts:
     ``pass@k`` (unbiased) for each k, ``distinct_correct@n``, ``equation_ratio`` (``equation_distinct_ratio``
     over prompts with a correct sample), and exactly (``exact_conditional_entropy``, needs
-    ``task.correct_set(target)`` and top_p 1): ``exact_pass@1`` = mean pi(C|x), ``h_norm`` = mean normalised
+    ``task.correct_set(example)`` and top_p 1): ``exact_pass@1`` = mean pi(C|x), ``h_norm`` = mean normalised
     conditional entropy, ``max_share`` = mean largest pi_C.
     """
     from rollwise.rlvr.tasks.make_n import canonical_form
@@ -305,7 +305,7 @@ def evaluate_diversity(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     if cfg.rollout.top_p != 1.0:
         raise ValueError(f"evaluate_diversity: exact entropy needs rollout.top_p = 1, got {cfg.rollout.top_p}")
     exact = exact_conditional_entropy(policy, tokenizer, [e.prompt for e in examples],
-                                      [task.correct_set(e.columns["target"]) for e in examples],
+                                      [task.correct_set(e) for e in examples],
                                       temperature=cfg.rollout.temperature)
     for key, name in (("mass", "exact_pass@1"), ("h_norm", "h_norm"), ("max_share", "max_share")):
         out[name] = sum(d[key] for d in exact) / len(exact)

@@ -153,9 +153,11 @@ class MakeN(Task):
     params_cls = MakeNParams
     params: MakeNParams
 
-    def correct_set(self, target: int) -> list[str]:
+    def correct_set(self, target: int | Example) -> list[str]:
+        """C(N) of a target N, or of an example (its ``target`` column), as for every enumerable task."""
         p = self.params
-        return correct_set(target, p.n_operands, p.digits, p.ops)
+        n = int(target.columns["target"]) if isinstance(target, Example) else target
+        return correct_set(n, p.n_operands, p.digits, p.ops)
 
     def targets(self, split: str) -> list[int]:
         """Targets of ``split``: those with |C(N)| >= min_correct, shuffled by the seed, the last

@@ -1,0 +1,51 @@
+"""BASIS and UCPO benches on the reasoning testbed: the task option, its cache key, and tiny end-to-end runs on the
+CI bases (seconds of training each)."""
+
+from __future__ import annotations
+
+import json
+
+from rollwise.cli import load_benchmark
+
+
+def test_task_option_changes_setting_and_cache_key():
+    load_benchmark("value_mse")  # puts benchmarks/ on sys.path
+    from basis_setup import Setting, testbed_lr, testbed_setting
+
+    add3, arith = testbed_setting("add3", max_operand=99, sft_steps=800), testbed_setting("column-arith")
+    assert add3 == Setting() and arith.task == "column-arith" and arith.max_new_tokens == 64
+    assert add3.tag() != arith.tag() and arith.tag().startswith("column-arith-")
+    assert arith.tag() != testbed_setting("column-arith-ci").tag()
+    over = arith.overrides()
+    assert "task.name=column_arith" in over and "task.params.max_digits=5" in over and "train.lr=3e-05" in over
+    assert testbed_lr("column-arith") == 3e-5
+
+
+def test_value_mse_on_testbed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bench = load_benchmark("value_mse")
+    assert bench.main(["--task", "column-arith-ci", "--checkpoints", "2", "--batches", "3", "--batch-size", "16",
+                       "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "value_mse_column_arith_ci.json").read_text())
+    assert data["command"].startswith("rollwise bench value-mse --task column-arith-ci")
+    assert data["setting"]["task"] == "column-arith-ci" and set(data["mean_v"]) == {"0", "2"}
+    assert (tmp_path / "runs" / "basis-bench").exists()
+
+
+def test_policy_on_testbed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bench = load_benchmark("policy_compare")
+    assert bench.main(["--task", "column-arith-ci", "--seeds", "0", "--steps", "2", "--prompts", "8",
+                       "--eval-every", "1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "policy_compare_column_arith_ci.json").read_text())
+    assert "--task column-arith-ci" in data["command"]
+
+
+def test_diversity_testbed_design(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bench = load_benchmark("diversity")
+    assert bench.main(["--quick", "--design", "testbed", "--steps", "2", "--methods", "UCPO tau=0.5 seq-logp",
+                       "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]) == 0
+    data = json.loads((tmp_path / "diversity_testbed_quick.json").read_text())
+    assert data["design"] == "testbed" and set(data["means"]) == {"GRPO", "UCPO tau=0.5 seq-logp"}
+    assert data["lr"] == 3e-5 and "task.name=countdown_steps" in data["setup"]
