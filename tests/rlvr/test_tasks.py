@@ -22,7 +22,7 @@ def score(task, examples, completions, truncated=None):
 
 def test_registry_lists_tasks_and_rejects_unknown_names_and_params():
     assert {"add3", "make_n", "countdown", "dataset"} <= set(task_names())
-    with pytest.raises(ConfigError, match="valid choices: add3, countdown"):
+    with pytest.raises(ConfigError, match="valid choices: add3, column_arith, countdown"):
         make_task("add4")
     with pytest.raises(ConfigError, match=r"task.max_op .*valid parameters: max_operand, n_train"):
         make_task("add3", max_op=3)
