@@ -140,7 +140,8 @@ class RollwiseGRPOTrainer(GRPOTrainer):
             metrics.update(corr_metrics)
             advantages = advantages * (1.0 if weights is None else weights) * (1.0 if keep is None else keep)
             if keep is not None:  # rejected tokens leave the loss's token count, as in rollwise's trainer
-                output["tool_mask"] = output.get("tool_mask", torch.ones_like(keep, dtype=torch.long)) * keep.long()
+                kept = keep.to(device=output["completion_mask"].device, dtype=torch.long)
+                output["tool_mask"] = output.get("tool_mask", torch.ones_like(kept)) * kept
                 output["num_items_in_batch"] = (output["completion_mask"] * output["tool_mask"]).sum()
         output["advantages"] = advantages.to(device=output["completion_mask"].device, dtype=torch.float32)
         for key, value in metrics.items():
@@ -288,7 +289,8 @@ class TRLSampler:
 
     Each prompt is repeated ``sampling.n`` times (grouped, as TRL's sampler does) and generated with TRL's
     generation settings (its temperature, top_p, ``max_completion_length``, vLLM when on) in chunks of
-    ``generation_batch_size``, under ``seed`` in a forked RNG so that training's random stream is unchanged.
+    ``generation_batch_size``, under ``seed`` in a forked RNG so that training's random stream is unchanged
+    (vLLM samples with its own generator, which ``seed`` does not reach).
     Returns a ``RolloutBatch`` with ``prompts``, ``completions``, ``group_ids`` and ``truncated``; the
     completion ids are kept in ``completion_ids`` for the reward functions.
     """
@@ -303,7 +305,7 @@ class TRLSampler:
         repeated = [p for p in prompts for _ in range(n)]
         chunk = max(n, trainer.args.generation_batch_size // n * n)
         ids: list[list[int]] = []
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng():  # CPU and every CUDA device's generator
             torch.manual_seed(seed % 2**63)
             for start in range(0, len(repeated), chunk):
                 prompt_ids, _, _ = trainer._tokenize_prompts(repeated[start:start + chunk])
