@@ -23,11 +23,11 @@ def machine() -> dict[str, Any]:
 
 def write_results(name: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None) -> Path:
     """Write ``<name>.json`` and ``<name>.md`` into ``benchmarks/results`` (or ``out_dir``)."""
-    from rollwise.report import _clean
+    from rollwise.report import to_jsonable
 
     out = out_dir or RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(_clean({**payload, "machine": machine()}), indent=2))
+    (out / f"{name}.json").write_text(json.dumps(to_jsonable({**payload, "machine": machine()}), indent=2))
     md = out / f"{name}.md"
     md.write_text(markdown)
     return md

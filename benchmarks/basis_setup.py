@@ -77,8 +77,8 @@ def initial_policy(setting: Setting):
         from testbed_setup import load_base, testbed
 
         return load_base(testbed(setting.task))[:3]
-    from rollwise.rlvr.commands import build_policy
     from rollwise.rlvr.models import load_policy
+    from rollwise.rlvr.policy import build_policy
     from rollwise.rlvr.tasks import make_task
     from rollwise.runlog import seed_everything
 

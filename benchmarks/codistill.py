@@ -156,20 +156,21 @@ def evaluate_pair(small, large, tok, task, cfg, seed: int) -> dict[str, float]:
 
 
 def make_trainer(name: str, cfg, small, large, tok, task):
-    """A trainer for one run on copies of the warm starts; ``.policy`` / ``.large.policy`` are trained."""
-    from rollwise.rlvr.codistill import CoDistillTrainer, large_config
+    """A trainer for one run on copies of the warm starts; ``.policy`` / ``.extra.large.policy`` are trained."""
+    from rollwise.rlvr.codistill import codistill_trainer, large_config
     from rollwise.rlvr.trainer import Trainer
 
     small, large = copy.deepcopy(small), copy.deepcopy(large)
     if name == "grpo_small":
         c = copy.deepcopy(cfg)
         c.rollout.n = cfg.codistill.g
+        c.algorithm.estimator, c.codistill.enabled = "grpo", False
         return Trainer(c, small, tok, task)
     if name == "grpo_large":
         return Trainer(large_config(cfg), large, tok, task)
     c = copy.deepcopy(cfg)
     c.codistill.alpha = RUNS[name]
-    return CoDistillTrainer(c, small, tok, task, large)
+    return codistill_trainer(c, small, tok, task, large)
 
 
 def step_timings(name: str, rec: dict[str, Any]) -> dict[str, float]:
@@ -206,7 +207,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[dict[str, Any], dict[
         for name in names[k:] + names[:k]:  # rotate who goes first
             recs[name].append(trainers[name].train_step(step))
     for name, tr in trainers.items():
-        large = tr.large.policy if name.startswith("cd_") else (tr.policy if name == "grpo_large" else large0)
+        large = tr.extra.large.policy if name.startswith("cd_") else (tr.policy if name == "grpo_large" else large0)
         small = small0 if name == "grpo_large" else tr.policy
         ev = evaluate_pair(small, large, tok, task, cfg, 10_000 + seed)
         rs = recs[name]
@@ -318,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         seeds, args.steps = seeds[:1], args.steps or 8
     args.steps = args.steps or 100
 
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(1)
     if args.scoring_profile:
         return scoring_profile(args, seeds[0])

@@ -59,16 +59,28 @@ def coefficients(w, adv, mask, arm: str, c: float = 2.0):
     return torch.where(clipped, torch.zeros_like(w), adv * w) * mask
 
 
-def step_diagnostics(trainer, arm: str) -> dict[str, float]:
+def keep_last_batch(trainer) -> dict[str, Any]:
+    """``{"batch": ...}``: after each step, the kept rollouts both models were updated on."""
+    seen: dict[str, Any] = {}
+    after_update = trainer.extra.after_update
+
+    def capture(step, batch):
+        seen["batch"] = batch
+        return after_update(step, batch)
+
+    trainer.extra.after_update = capture
+    return seen
+
+
+def step_diagnostics(trainer, batch, arm: str) -> dict[str, float]:
     """The shares and the N / P ratio on the large model's batch of the step that just ran (before its update)."""
     from rollwise.rlvr.codistill import LOG_RATIO_BOUND
 
-    batch = trainer._last_batch
-    lb = trainer.large_batch(batch)
+    lb = trainer.extra.large_batch(batch)
     m = batch.response_mask.bool()
     w = (batch.extras["lp_large"] - batch.old_logprobs).clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND).exp()
     adv = lb.advantages
-    coef = coefficients(w, adv, batch.response_mask, arm, trainer.cd.is_clip_c)
+    coef = coefficients(w, adv, batch.response_mask, arm, trainer.extra.cd.is_clip_c)
     pos, neg = m & (adv > 0), m & (adv < 0)
     p, n = float(coef[pos].sum()), float(-coef[neg].sum())
     hi = w > 1 + CLIP
@@ -93,15 +105,16 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         c = copy.deepcopy(cfg)
         c.codistill.large_is_mode = mode
         tr = make_trainer("cd_a1", c, small0, large0, tok, task)
-        tr.large.loss_cfg = dataclasses.replace(tr.large.loss_cfg, dual_clip_c=dual)
+        tr.extra.large.loss_cfg = dataclasses.replace(tr.extra.large.loss_cfg, dual_clip_c=dual)
         trainers[arm] = tr
+    last = {arm: keep_last_batch(tr) for arm, tr in trainers.items()}
     diags: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
     for step in range(1, args.steps + 1):
         for arm, tr in trainers.items():
             tr.train_step(step)
-            diags[arm].append(step_diagnostics(tr, arm))
+            diags[arm].append(step_diagnostics(tr, last[arm]["batch"], arm))
     for arm, tr in trainers.items():
-        ev = evaluate_pair(tr.policy, tr.large.policy, tok, task, cfg, 10_000 + seed)
+        ev = evaluate_pair(tr.policy, tr.extra.large.policy, tok, task, cfg, 10_000 + seed)
         ds = diags[arm]
         summary = {k: statistics.fmean(d[k] for d in ds if not math.isnan(d[k])) for k in ds[0] if k != "w_max"}
         res[arm] = {"large_pass1": ev["large_pass1"], "large_greedy": ev["large_greedy"],
@@ -146,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         seeds, args.steps = seeds[:1], 4
 
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(1)
     per_seed: dict[int, dict[str, Any]] = {}
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@
 ``decode_vs_score`` predicts, from timed phases, that CoDistill's step becomes cheaper than GRPO-large's once
 decoding dominates (about 256 new tokens with the spec's 4-layer large model). This measures it with the
 trainers themselves: ``Trainer.train_step`` of GRPO-large (G = 8 own rollouts per prompt) against
-``CoDistillTrainer.train_step`` with alpha = 1 (M = 16 small-model rollouts, every one scored by the large model,
+``Trainer.train_step`` with CoDistill's stages with alpha = 1 (M = 16 small-model rollouts, every one scored by the large model,
 downsampled to G = 8, both updates), the benchmark ``codistill``'s configuration otherwise (16 prompts per step,
 ADD-3 prompts, truncated IS, seq-mean-token-mean, 1 thread, one generate call per step).
 
@@ -160,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 2:
         ap.error("--steps must be at least 2 (step 1 is a warm-up)")
 
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(1)
     cells: dict[str, dict[int, dict[str, Any]]] = {}
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ rollouts:
 
     decode   ``HFEngine.generate`` of ``rows`` rollouts (16 prompts x rows/16 samples, as the trainer calls it;
              KV cache, ``output_logits``), one chunk
-    score    the trainer's old-log-prob pass: ``models.sequence_logprobs`` (what ``Trainer._rollout_shard``
+    score    the trainer's old-log-prob pass: ``models.sequence_logprobs`` (what ``Trainer.score``
              calls), no grad
     update   one optimizer step as ``Trainer.update`` does it with the defaults (1 epoch, 1 mini-batch):
              ``sequence_logprobs`` with grad and entropy, ``losses.policy_loss`` (seq-mean-token-mean, as the
@@ -209,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or "small" not in names or len(names) < 2:
         ap.error(f"--models: need 'small' and at least one large model from {', '.join(MODELS)} (unknown: {unknown})")
 
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.rlvr.tasks import make_task
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(args.threads)
     t_all = time.perf_counter()
     task = make_task("add3", max_operand=49, n_train=1500, n_test=500)  # the CoDistill benchmark's task

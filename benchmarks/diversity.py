@@ -112,8 +112,8 @@ def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, 
     With ``warm_only`` only the warm start is built and evaluated (the design screen: no method is trained)."""
     from functools import partial
 
-    from rollwise.rlvr.commands import build_policy
     from rollwise.rlvr.evaluate import evaluate_diversity
+    from rollwise.rlvr.policy import build_policy
     from rollwise.rlvr.run_config import resolve_config
     from rollwise.rlvr.tasks import make_task
     from rollwise.runlog import seed_everything
@@ -319,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     name = "diversity" + ("" if args.design == DEFAULT_DESIGN else f"_{args.design}") + ("_quick" if args.quick else "")
 
     from rollwise.report import markdown_table
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(args.threads)
     t_all = time.perf_counter()
     if args.warm_only:

@@ -145,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seeds, args.steps, args.prompts, args.eval_every = "0", 30, 32, 10
 
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(args.threads)
     setting = testbed_setting(args.task, max_operand=args.max_operand, sft_steps=args.sft_steps)
     seeds = [int(s) for s in args.seeds.split(",")]

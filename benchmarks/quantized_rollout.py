@@ -174,7 +174,7 @@ def base_config(args: argparse.Namespace, seed: int, run_dir: Path) -> dict[str,
 
 def warm_start(args: argparse.Namespace, seed: int, runs: Path) -> Path:
     """SFT once per seed; every arm of that seed starts from the saved model."""
-    from rollwise.rlvr.commands import _quiet_transformers, build_policy
+    from rollwise.rlvr.policy import build_policy, quiet_transformers
     from rollwise.rlvr.run_config import resolve_config
     from rollwise.rlvr.tasks import make_task
     from rollwise.runlog import seed_everything, set_threads
@@ -183,7 +183,7 @@ def warm_start(args: argparse.Namespace, seed: int, runs: Path) -> Path:
     if (warm / "config.json").exists():
         return warm
     cfg = resolve_config(base=base_config(args, seed, runs / f"seed{seed}" / "sft"))
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(args.threads)
     seed_everything(seed)
     build_policy(cfg, make_task(cfg.task.name, **cfg.task.params), warm)
@@ -192,7 +192,7 @@ def warm_start(args: argparse.Namespace, seed: int, runs: Path) -> Path:
 
 def train_arm(args: argparse.Namespace, arm: str, seed: int, warm: Path, runs: Path) -> list[dict[str, Any]]:
     """One training run; returns its metrics records."""
-    from rollwise.rlvr.commands import run_training
+    from rollwise.rlvr.job import run_training
     from rollwise.rlvr.run_config import resolve_config
     from rollwise.runlog import read_jsonl
 

@@ -44,14 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from rollwise.report import markdown_table
-    from rollwise.rlvr.commands import _quiet_transformers
     from rollwise.rlvr.engines.base import SamplingConfig
     from rollwise.rlvr.engines.hf import HFEngine
     from rollwise.rlvr.engines.ray import RayEngine
     from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, num_parameters, tiny_causal_lm
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.rlvr.tasks import make_task
 
-    _quiet_transformers()
+    quiet_transformers()
     tok = char_tokenizer()
     model = tiny_causal_lm(tok, TinyModelConfig(**SIZE_10X)).eval()
     prompts = [e.prompt for e in make_task("add3").examples("train")[: args.prompts]]

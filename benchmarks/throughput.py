@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/bench-throughput")
     args = ap.parse_args(argv)
 
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(args.threads)
     cells = [(size, path) for size in SIZES for path in PATHS]
     trainers = {c: build(*c, args.steps, Path(args.out)) for c in cells}

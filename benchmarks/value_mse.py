@@ -154,10 +154,9 @@ def shadow_run(setting: Setting, seed: int, checkpoints: list[int], prior: dict[
     shadows = make_variants(prior)
     t0 = time.perf_counter()
     for step in range(1, max(checkpoints) + 1):
-        trainer._step = step
-        batch = trainer.compute_advantages(trainer.rollout(step))
+        batch, _ = trainer.compute_advantages(trainer.rollout(step)[0])
         batch.prompt_features = prompt_features(trainer.policy, batch.prompt_ids, batch.prompt_mask)
-        trainer.update(batch)
+        trainer.update(batch, step)
         trainer.timer.pop()
         for est in shadows.values():
             est.baselines(batch.prompts, batch.rewards, est.batch_features(batch) if est.params.kernel != "off"
@@ -254,11 +253,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from rollwise.rlvr.commands import _quiet_transformers
     from rollwise.rlvr.models import load_policy
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(args.threads)
     setting = testbed_setting(args.task, max_operand=args.max_operand, sft_steps=args.sft_steps)
     checkpoints = [int(c) for c in args.checkpoints.split(",")]

@@ -81,7 +81,7 @@ class ReproReport:
         md = out / "report.md"
         md.write_text(self.to_markdown())
         payload = asdict(self)
-        (out / "result.json").write_text(json.dumps(_clean(payload), indent=2))
+        (out / "result.json").write_text(json.dumps(to_jsonable(payload), indent=2))
         return md
 
     def print(self) -> None:
@@ -98,18 +98,20 @@ class ReproReport:
         Console().print(t)
 
 
-def _clean(x: Any) -> Any:
+def to_jsonable(x: Any) -> Any:
+    """``x`` with every value JSON can hold: tensors and numpy values as numbers or lists, non-finite floats
+    as strings, mappings with string keys."""
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [to_jsonable(v) for v in x]
     if hasattr(x, "item") and callable(x.item):
         try:
-            return _clean(x.item())
+            return to_jsonable(x.item())
         except (ValueError, RuntimeError):
-            return _clean(x.tolist())
+            return to_jsonable(x.tolist())
     return x
 
 

@@ -18,7 +18,7 @@ def test_cell_runs_both_trainers_at_fixed_length(tmp_path):
     bench = load_benchmark("codistill_long")
     args = _args(tmp_path)
     trainers = bench.cell_trainers(args, seed=0, layers=1, tokens=6)
-    assert trainers["cd_a1"].large.policy.config.num_hidden_layers == 1
+    assert trainers["cd_a1"].extra.large.policy.config.num_hidden_layers == 1
     res = bench.run_cell(args, trainers, tokens=6)
     for key in ("step_ratio", "pipeline_ratio", "large_ratio", "lean_ratio"):
         assert res[key] > 0

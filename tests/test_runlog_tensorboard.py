@@ -31,7 +31,7 @@ def test_runlog_writes_the_same_scalars_to_jsonl_and_tensorboard(tmp_path):
 
 def test_training_with_tensorboard_logs_every_step(small_tb_config):
     pytest.importorskip("tensorboard")
-    from rollwise.rlvr.commands import run_training
+    from rollwise.rlvr.job import run_training
 
     cfg = small_tb_config
     run_training(cfg)

@@ -1,25 +1,26 @@
-"""CoDistill-GRPO (Kwon et al. 2026, arXiv 2605.08873; specs/codistill.md): a small and a large model trained
-together, and only the small model generates full rollouts.
+"""CoDistill-GRPO (Kwon et al. 2026, arXiv 2605.08873): a small and a large model trained together, and only
+the small model generates full rollouts.
 
-One step (spec 1.6), reusing the stages of :class:`~rollwise.rlvr.trainer.Trainer`::
+CoDistill adds stages to the ordinary step of :class:`~rollwise.rlvr.trainer.Trainer` (:class:`CoDistillStages`)
+and uses its ordinary estimator (``codistill``: GRPO on the effective reward) and correction stages::
 
-    batch    = small.rollout(step)  with n = M              # (optional large-model hint prefix, epoch 1)
-    lp_large = large.logprob(batch)                          # no grad; each distinct rollout once
-    r~       = r + alpha * r_KD,  r_KD = mean_t(lp_large - lp_small_old)        (spec 1.2)
-    keep     = max-variance downsampling of r~, M -> G per prompt                (spec 1.4, inferred rule)
-    A~       = group_norm(r~[keep]);  A^ = group_norm(r[keep])                   (spec 1.2 / 1.3)
-    small.update(A~)  (PPO-clip, hint tokens masked)
-    large.update(A^)  with the cross-model ratio pi_theta / pi_phi_old:
+    batch    = small rollouts, n = M per prompt                 # (optional large-model hint prefix, epoch 1)
+    lp_large = large.logprob(batch)                             # score_shard; no grad; each distinct rollout once
+    r~       = r + alpha * r_KD,  r_KD = mean_t(lp_large - lp_small_old)          (the paper's KD reward)
+    keep     = max-variance downsampling of r~, M -> G per prompt                  (inferred rule, docs/codistill.md)
+    A~       = group_norm(r~[keep])                             # the ``codistill`` estimator
+    small.update(A~)  (PPO-clip, hint tokens masked)            # the ordinary update
+    A^ = group_norm(r[keep]); large.update(A^)                  # after_update, cross-model ratio pi_theta / pi_phi_old:
         ppo_clip  : PPO-clip on w = pi_theta / pi_phi_old (paper)
-        truncated : detached min(w, c) x A^ x grad log pi_theta (spec's fallback)
+        truncated : detached min(w, c) x A^ x grad log pi_theta (our fallback)
 
 Shapes: B rollouts, T padded response length. The large model is a second :class:`Trainer` whose ``update``
 stage is reused; its engine generates only hint prefixes.
 
 Data-parallel (``torchrun``, ``train.parallel = "ddp"``; ``distributed.py``): both models are replicated. Each
-rank runs the first four lines above on its own rollout shards (a prompt group never spans shards, so the
-M -> G downsampling is per group; hints too), the shards are gathered, and both ``update`` stages back-propagate
-this rank's rows with global loss shares and sum the gradients across ranks. FSDP2 is refused (``check_parallel``).
+rank scores and downsamples its own rollout shards (a prompt group never spans shards, so the M -> G
+downsampling is per group; hints too), the shards are gathered, and both ``update`` stages back-propagate this
+rank's rows with global loss shares and sum the gradients across ranks. FSDP2 is refused (``check_parallel``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import copy
 import dataclasses
 import itertools
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rollwise.config import ConfigError
 from rollwise.rlvr import distributed
-from rollwise.rlvr.advantages.group import grpo_advantages
 from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.engines.base import RolloutEngine, SamplingConfig
 from rollwise.rlvr.engines.hf import response_mask_from_ids
 from rollwise.rlvr.losses import LOG_RATIO_BOUND
 from rollwise.rlvr.models import encode_prompts, sequence_logprobs
+from rollwise.rlvr.policy import build_policy
 from rollwise.rlvr.run_config import RLVRConfig
+from rollwise.rlvr.stages import ExtraStages
 from rollwise.rlvr.tasks import Task
 from rollwise.rlvr.trainer import Trainer, step_seed
 
@@ -231,142 +232,125 @@ class HintedEngine(RolloutEngine):
 # ----------------------------------------------------------------------------------- the two-model loop
 
 
+def small_config(cfg: RLVRConfig) -> RLVRConfig:
+    """The small model's run config: ``cfg`` with ``rollout.n = codistill.m`` and the ``codistill`` estimator
+    normalised as ``codistill.kd_adv_norm`` (``run_config`` has already rejected settings that disagree)."""
+    small = copy.deepcopy(cfg)
+    small.rollout.n = cfg.codistill.m  # the small model generates M per prompt
+    small.algorithm.estimator_params = {"norm_by_std": cfg.codistill.kd_adv_norm == "mean_std"}
+    return small
+
+
 def large_config(cfg: RLVRConfig) -> RLVRConfig:
-    """The large model's run config: its model section, learning rate and output folder; GRPO with n = G."""
+    """The large model's run config: its model section, learning rate and output folder; GRPO on the verifier
+    reward (normalised as ``codistill.large_adv_norm``) with n = G and no rollout correction (its update is
+    weighted by the cross-model ratio instead)."""
     big = copy.deepcopy(cfg)
     cd = cfg.codistill
     big.model = copy.deepcopy(cd.large)
     big.train.lr = cd.large_lr or cfg.train.lr
     big.sft.steps = cfg.sft.steps if cd.large_sft_steps < 0 else cd.large_sft_steps
     big.rollout.n = cd.g
+    big.algorithm.estimator = "grpo"
+    big.algorithm.estimator_params = {"norm_by_std": cd.large_adv_norm == "mean_std"}
+    big.algorithm.correction, big.algorithm.correction_params = "none", {}
     big.run.output_dir = str(Path(cfg.run.output_dir) / "large")
     big.codistill = dataclasses.replace(cd, enabled=False)
     return big
 
 
-class CoDistillTrainer(Trainer):
-    """The small model's :class:`Trainer` (``policy``) plus a large-model :class:`Trainer` (``large``)."""
+class CoDistillStages(ExtraStages):
+    """CoDistill-GRPO's stages in the ordinary step: the large model scores each shard (r~, M -> G), and is
+    updated after the small model with the cross-model ratio. ``large`` is the large model's :class:`Trainer`
+    (its ``update`` stage is reused; its engine generates only hint prefixes)."""
 
-    def __init__(self, cfg: RLVRConfig, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task,
-                 large_policy: PreTrainedModel) -> None:
-        check_parallel(cfg, distributed.current())
-        small_cfg = copy.deepcopy(cfg)
-        small_cfg.rollout.n = cfg.codistill.m  # the small model generates M per prompt
-        super().__init__(small_cfg, policy, tokenizer, task)
-        self.cd = cfg.codistill
-        self.large = Trainer(large_config(cfg), large_policy, tokenizer, task)
-        self.engine = HintedEngine(self.engine, self.large.engine, tokenizer, self.cd.hint_tokens)
-        self.steps_per_epoch = max(1, math.ceil(len(self.train_pool) / cfg.train.prompts_per_step))
-        self._t_start = time.perf_counter()  # fit() resets it; lets state() work on a bare trainer
+    def __init__(self, cfg: RLVRConfig, large_policy: PreTrainedModel) -> None:
+        self.cfg, self.cd, self.large_policy = cfg, cfg.codistill, large_policy
 
-    def rollout(self, step: int) -> RolloutBatch:
-        """Small-model rollouts (M per prompt), large-model scoring, r~, downsampling M -> G.
+    def attach(self, trainer: Trainer) -> RolloutEngine:
+        self.trainer = trainer
+        self.large = Trainer(large_config(self.cfg), self.large_policy, trainer.tokenizer, trainer.task)
+        self.steps_per_epoch = max(1, math.ceil(len(trainer.train_pool) / self.cfg.train.prompts_per_step))
+        self.engine = HintedEngine(trainer.engine, self.large.engine, trainer.tokenizer, self.cd.hint_tokens)
+        return self.engine
 
-        As in :meth:`Trainer.rollout`, this rank handles its own rollout shards (``_codistill_shard``: a prompt
-        group never spans shards, so downsampling per shard is per group) and the shards of all ranks are
-        gathered; reward metrics, the rollout count and ``kl_small_large`` are over all M rollouts.
-        """
+    def begin_step(self, step: int) -> None:
         self.engine.active = self.cd.hint_tokens > 0 and step <= self.cd.hint_epochs * self.steps_per_epoch
-        large_before = self.engine.large_tokens
-        examples = self.sample_prompts(step)
-        local = [self._codistill_shard(step, examples, s) for s in self.dp.local_shards(self.rollout_shards)]
-        with self.timer("gather"):
-            shards = [part for rank_parts in self.dp.all_gather(local) for part in rank_parts]
-        batch = distributed.concat_batches([p["batch"] for p in shards], self.tokenizer.pad_token_id)
-        rewards, truncated = torch.cat([p["rewards"] for p in shards]), torch.cat([p["truncated"] for p in shards])
-        self._reward_metrics = distributed.merge_reward_metrics([(p["rewards"].numel(), p["metrics"]) for p in shards],
-                                                                rewards, truncated)
-        self.rollouts_generated += rewards.numel()
-        self._large_gen_tokens = sum(p["large_tokens"] for p in shards)  # every rank's hints
-        self.engine.large_tokens = large_before + self._large_gen_tokens
-        self._scored = (sum(p["scored"][0] for p in shards), sum(p["scored"][1] for p in shards))
-        self._kd_all = float(-torch.cat([p["kd"] for p in shards]).mean())  # per-token KL(pi_phi || pi_theta)
-        return batch
+        self._tokens_at_start = self._tokens_seen = self.engine.large_tokens
 
-    def _codistill_shard(self, step: int, examples: list, shard: int) -> dict[str, Any]:
-        """One rollout shard: generated (M per prompt), scored by both models, downsampled to G per prompt."""
-        large_before = self.engine.large_tokens
-        batch, reward_metrics = self._rollout_shard(step, examples, shard)
-        out = {"rewards": batch.rewards, "truncated": batch.truncated, "metrics": reward_metrics,
-               "large_tokens": self.engine.large_tokens - large_before}
-        seed = distributed.shard_seed(self.cfg.train.seed, step, shard, self.rollout_shards, stream=5)
+    def score_shard(self, step: int, shard: int, batch: RolloutBatch) -> tuple[RolloutBatch, dict[str, Any]]:
+        """Large-model scoring of one shard's M rollouts per prompt, r~ = r + alpha r_KD, max-variance M -> G.
+
+        A prompt group never spans shards, so downsampling per shard is per group. Sets
+        ``extras["effective_reward"]`` (read by the ``codistill`` estimator), ``extras["lp_large"]`` and, when
+        hint tokens are left out of the small model's loss, ``loss_mask``.
+        """
+        tr, cd = self.trainer, self.cd
+        out = {"large_tokens": self.engine.large_tokens - self._tokens_seen}
+        self._tokens_seen = self.engine.large_tokens
+        seed = distributed.shard_seed(tr.cfg.train.seed, step, shard, tr.rollout_shards, stream=5)
         hint = batch.extras["hint_mask"]
         lp_small = batch.old_logprobs
-        with self.timer("large_score"), torch.no_grad():
-            need_all = self.cd.alpha != 0 and self.cd.downsample != "none"
+        with tr.timer("large_score"), torch.no_grad():
+            need_all = cd.alpha != 0 and cd.downsample != "none"
             if not need_all:  # r~ = r: downsample first, score only the kept rollouts
-                batch = batch.select(downsample_groups(batch.rewards.double(), batch.group_ids, self.cd.g,
-                                                       self.cd.downsample, seed))
+                batch = batch.select(downsample_groups(batch.rewards.double(), batch.group_ids, cd.g, cd.downsample,
+                                                       seed))
                 hint, lp_small = batch.extras["hint_mask"], batch.old_logprobs
             ids, mask = batch.sequences()
             lp_large, n_unique = distinct_row_logprobs(self.large.policy, ids, mask, batch.response_ids.shape[1],
-                                                       self.cfg.rollout.temperature)
+                                                       tr.cfg.rollout.temperature)
             lp_large = lp_large * batch.response_mask
             out["scored"] = (n_unique, batch.size)
-        r_eff = effective_reward(batch.rewards, lp_large, lp_small, batch.response_mask, self.cd.alpha)
+        r_eff = effective_reward(batch.rewards, lp_large, lp_small, batch.response_mask, cd.alpha)
         out["kd"] = kd_reward(lp_large, lp_small, batch.response_mask * (1 - hint))
         batch.extras.update(effective_reward=r_eff, lp_large=lp_large)
         if need_all:
-            batch = batch.select(downsample_groups(r_eff, batch.group_ids, self.cd.g, self.cd.downsample, seed))
-        return {**out, "batch": batch}
+            batch = batch.select(downsample_groups(r_eff, batch.group_ids, cd.g, cd.downsample, seed))
+        if cd.mask_hints_small:
+            batch.loss_mask = 1 - batch.extras["hint_mask"]
+        return batch, out
 
-    def compute_advantages(self, batch: RolloutBatch) -> RolloutBatch:
-        with self.timer("advantage"):
-            r_eff, hint = batch.extras["effective_reward"], batch.extras["hint_mask"]
-            batch.advantages = grpo_advantages(r_eff, batch.group_ids, batch.response_mask,
-                                               norm_by_std=self.cd.kd_adv_norm == "mean_std")
-            batch.loss_mask = (1 - hint) if self.cd.mask_hints_small else None
-            self._corr_metrics = {}
-        return batch
+    def merge_shards(self, extras: list[dict[str, Any]]) -> dict[str, float]:
+        """Large-model tokens, scored rows and KL(pi_phi || pi_theta) per token over every shard's M rollouts."""
+        generated = sum(e["large_tokens"] for e in extras)  # every rank's hints
+        self.engine.large_tokens = self._tokens_at_start + generated
+        kd = float(torch.cat([e["kd"] for e in extras]).mean())
+        return {"large/generated_tokens": generated, "large/scored_rows": sum(e["scored"][0] for e in extras),
+                "large/candidate_rows": sum(e["scored"][1] for e in extras),  # distinct rows scored / rollouts
+                "kl_small_large": -kd, "kd_reward": kd}
 
     def large_batch(self, batch: RolloutBatch) -> RolloutBatch:
-        """The same kept rollouts with the large model's advantages, old log-probs and weights."""
+        """The same kept rollouts with the large model's advantages (its estimator on the verifier reward), old
+        log-probs and weights."""
         old, weights = cross_model_targets(batch.extras["lp_large"], batch.old_logprobs, batch.extras["hint_mask"],
                                            self.cd.large_is_mode, self.cd.is_clip_c)
-        adv = grpo_advantages(batch.rewards, batch.group_ids, batch.response_mask,
-                              norm_by_std=self.cd.large_adv_norm == "mean_std")
-        return batch.with_(old_logprobs=old, is_weights=weights, advantages=adv, loss_mask=None, ref_logprobs=None)
+        lb = batch.with_(old_logprobs=old, is_weights=weights, loss_mask=None, ref_logprobs=None)
+        lb.advantages = self.large.estimator(lb)
+        return lb
 
-    def train_step(self, step: int) -> dict[str, Any]:
-        rec = super().train_step(step)  # small rollout + large scoring + small update
-        self.large._step = step
-        batch = self._last_batch
-        lb = self.large_batch(batch)
-        upd = self.large.update(lb)
+    def after_update(self, step: int, batch: RolloutBatch) -> dict[str, float]:
+        """The large model's update on the kept rollouts; its metrics under ``large/``."""
+        upd = self.large.update(self.large_batch(batch), step)
         phases = self.large.timer.pop()
-        rec.update({f"large/{k}": v for k, v in upd.items()})
-        rec.update({f"time/large_{k}": v for k, v in phases.items()})
-        rec["time/step"] += sum(phases.values())
-        rec["large/generated_tokens"] = self._large_gen_tokens
-        rec["large/scored_rows"], rec["large/candidate_rows"] = self._scored  # distinct rows scored / rollouts
-        rec["kl_small_large"] = self._kd_all
-        rec["kd_reward"] = float(-self._kd_all)
         m = batch.response_mask.bool()
         log_w = (batch.extras["lp_large"] - batch.old_logprobs)[m]  # cross-model log-ratio of the kept tokens
-        rec["large/w_outside_clip_frac"] = float((log_w.abs() > math.log(1.2)).float().mean())
-        rec["large/w_above_c_frac"] = float((log_w > math.log(self.cd.is_clip_c)).float().mean())
-        return rec
-
-    def update(self, batch: RolloutBatch) -> dict[str, float]:
-        self._last_batch = batch
-        return super().update(batch)
+        return {**{f"large/{k}": v for k, v in upd.items()}, **{f"time/large_{k}": v for k, v in phases.items()},
+                "large/w_outside_clip_frac": float((log_w.abs() > math.log(1.2)).float().mean()),
+                "large/w_above_c_frac": float((log_w > math.log(self.cd.is_clip_c)).float().mean())}
 
     def evaluate(self) -> dict[str, float]:
-        small = super().evaluate()
-        large = self.large.evaluate()
-        return {**small, **{k.replace("eval/", "eval_large/"): v for k, v in large.items()}}
+        return {k.replace("eval/", "eval_large/"): v for k, v in self.large.evaluate().items()}
 
     def state(self) -> dict[str, Any]:
-        """Both models are checkpointed: the small one as the checkpoint's model folder, the large one's
-        weights and optimizer inside the trainer state."""
+        """The large model's weights and optimizer inside the trainer state (the small model is the
+        checkpoint's model folder)."""
         big = self.large
-        return {**super().state(), "large": {"weights": big.policy.state_dict(),
-                                             "optimizer": big.optimizer.state_dict(),
-                                             "scheduler": big.scheduler.state_dict()},
+        return {"large": {"weights": big.policy.state_dict(), "optimizer": big.optimizer.state_dict(),
+                          "scheduler": big.scheduler.state_dict()},
                 "large_tokens": self.engine.large_tokens}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
         big = state["large"]
         self.large.policy.load_state_dict(big["weights"])
         self.large.optimizer.load_state_dict(big["optimizer"])
@@ -375,12 +359,18 @@ class CoDistillTrainer(Trainer):
         self.engine.large_tokens = state.get("large_tokens", 0)
 
 
+def codistill_trainer(cfg: RLVRConfig, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Task,
+                      large_policy: PreTrainedModel) -> Trainer:
+    """The ordinary :class:`Trainer` of the small model (``policy``) with CoDistill's stages; the large model's
+    trainer is ``trainer.extra.large``."""
+    check_parallel(cfg, distributed.current())
+    return Trainer(small_config(cfg), policy, tokenizer, task, extra=CoDistillStages(cfg, large_policy))
+
+
 def build_large_policy(cfg: RLVRConfig, task: Task, warm_dir: Path | None = None, resume: bool = False,
                        warm_up: bool = True):
     """The large model's starting policy (its own model section and SFT length; same tokenizer).
     ``warm_up=False``: no SFT (data-parallel ranks other than 0, which receive rank 0's weights)."""
-    from rollwise.rlvr.commands import build_policy
-
     return build_policy(large_config(cfg), task, warm_dir, resume=resume, warm_up=warm_up)
 
 
@@ -390,4 +380,3 @@ def check_parallel(cfg: RLVRConfig, dp: distributed.DataParallel) -> None:
         raise ConfigError(f"codistill.enabled with train.parallel={cfg.train.parallel!r}: CoDistill-GRPO runs "
                           "data-parallel only with train.parallel='ddp' (both models replicated); set "
                           "train.parallel=ddp or run without torchrun")
-

@@ -28,10 +28,11 @@ optimizer state is gathered for checkpoints in the index-keyed layout of ``optim
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -50,10 +51,21 @@ ID_FIELDS = ("prompt_ids", "response_ids")
 
 @dataclass(frozen=True)
 class DataParallel:
-    """This process's place in the data-parallel group; with ``world_size`` 1 no method communicates."""
+    """This process's place in the data-parallel group, and every operation of the step that depends on it.
+
+    With ``world_size`` 1 no method communicates and each one is the single-process no-op (identity), so
+    the trainer reads the same with one process or many. ``sharded`` (FSDP2, :meth:`for_training`) keeps
+    the trained policy in 1/N shards and a full, gradient-free replica of it for generation and checkpoints.
+    """
 
     rank: int = 0
     world_size: int = 1
+    sharded: bool = False
+
+    def for_training(self, parallel: str) -> DataParallel:
+        """This group with the trainer's mode: ``fsdp2`` shards the policy under torchrun; one process or
+        ``ddp`` replicate it (``train.parallel`` is then ignored)."""
+        return replace(self, sharded=self.enabled and parallel == "fsdp2")
 
     @property
     def enabled(self) -> bool:
@@ -133,6 +145,68 @@ class DataParallel:
         t = torch.tensor([value], dtype=torch.int64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t)
+
+    def own_rows(self, group_ids: Tensor, n_prompts: int, n_shards: int) -> Tensor:
+        """(B,) bool: the rows whose prompt (``group_ids`` (B,), global) lies in this rank's rollout shards;
+        every row in a single process."""
+        shards = self.local_shards(n_shards)
+        lo = shard_bounds(n_prompts, shards.start, n_shards)[0]
+        hi = shard_bounds(n_prompts, shards.stop - 1, n_shards)[1]
+        return (group_ids >= lo) & (group_ids < hi)
+
+    def on_main(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` run on rank 0 alone; its result on every rank."""
+        return self.broadcast(fn() if self.is_main else None)
+
+    # ------------------------------------------------------------------ the trained policy's mode
+    def shard(self, module: torch.nn.Module) -> None:
+        """Shard ``module`` with FSDP2 (:func:`shard_model`) when ``sharded``; otherwise leave it whole."""
+        if self.sharded:
+            shard_model(module)
+
+    def replica(self, policy: torch.nn.Module) -> torch.nn.Module:
+        """The full weights that generate, score, evaluate and are checkpointed: a gradient-free copy of
+        ``policy`` when it will be sharded (call before :meth:`shard`), else ``policy`` itself."""
+        return copy.deepcopy(policy).requires_grad_(False) if self.sharded else policy
+
+    def refresh_replica(self, policy: torch.nn.Module, replica: torch.nn.Module) -> None:
+        """Gather the sharded ``policy``'s updated weights into ``replica`` (a no-op when they are one)."""
+        if self.sharded:
+            replica.load_state_dict(full_state_dict(policy))
+
+    def backward_passes(self, n: int) -> int:
+        """Backward passes this rank runs for its ``n`` micro-batches: FSDP2's collectives live inside the
+        passes, so every rank runs the largest count (the extra ones add zero); otherwise ``n``."""
+        return self.max_over_ranks(n) if self.sharded else n
+
+    def reduce_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Sum the gradients over the ranks (:meth:`sum_gradients`); FSDP2 has already reduce-scattered them."""
+        if not self.sharded:
+            self.sum_gradients(params)
+
+    def load_weights(self, policy: torch.nn.Module, state: dict[str, Tensor]) -> None:
+        """Load full weights (e.g. a checkpoint's, read by every rank) into ``policy``, sharded or not."""
+        if self.sharded:
+            load_full_state_dict(policy, state)
+        else:
+            policy.load_state_dict(state)
+
+    def optimizer_state(self, policy: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``optimizer.state_dict()``'s layout whichever the mode (under FSDP2 a collective that gathers it)."""
+        return full_optimizer_state_dict(policy, optimizer) if self.sharded else optimizer.state_dict()
+
+    def load_optimizer_state(self, policy: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                             state: dict[str, Any]) -> None:
+        if self.sharded:
+            load_full_optimizer_state_dict(policy, optimizer, state)
+        else:
+            optimizer.load_state_dict(state)
+
+    @property
+    def builds_checkpoints(self) -> bool:
+        """Whether this rank takes part in building a checkpoint: rank 0, or every rank under FSDP2 (the
+        optimizer state is gathered by a collective); only rank 0 writes it."""
+        return self.is_main or self.sharded
 
 
 def current() -> DataParallel:

@@ -6,6 +6,7 @@ set; :func:`evaluate_diversity`, ucpo.md 3.1)."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -145,6 +146,30 @@ def sampled_success_prob(policy: PreTrainedModel, tokenizer: PreTrainedTokenizer
         0, batch.group_ids, (rewards >= 1.0 - 1e-6).double())
     v = hits / n
     return v, (v * (1 - v) / n).sqrt()
+
+
+def evaluate_policy(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, unique_answer: bool,
+                    examples: list[Any], rewards: Any, sampling: Any, seed: int, compact: bool = False
+                    ) -> dict[str, float]:
+    """The trainer's evaluation of ``policy`` on test ``examples``: the exact expected accuracy for
+    unique-answer tasks (``exact_success_prob``), else the accuracy and mean reward of one sampled completion
+    per prompt, scored by the reward runner ``rewards`` (accuracy: the task's verifier). Sampling uses an :class:`HFEngine` over ``policy``
+    (the full-precision weights), never the run's rollout engine (which may be a quantized or remote copy).
+    """
+    from rollwise.rlvr.engines.hf import HFEngine
+    from rollwise.rlvr.tasks import collate_columns
+
+    if unique_answer:
+        v = exact_success_prob(policy, tokenizer, [e.prompt for e in examples],
+                               [e.target or e.answer for e in examples], temperature=sampling.temperature,
+                               compact=compact)
+        return {"eval/exact_accuracy": float(v.mean())}
+    one = copy.copy(sampling)
+    one.n = 1
+    engine = HFEngine(policy, tokenizer, batch_size=sampling.batch_size)
+    batch = engine.generate([e.prompt for e in examples], one, seed)
+    r, metrics = rewards(batch.prompts, batch.completions, batch.truncated.tolist(), collate_columns(examples))
+    return {"eval/accuracy": metrics["reward/accuracy"], "eval/reward": float(r.mean())}
 
 
 def sample_and_score(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: Any, cfg: Any,

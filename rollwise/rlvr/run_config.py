@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -91,6 +92,17 @@ class TrainSection:
     checkpoint_every: int = 50  # steps between checkpoints (0 = only at the end)
     keep_checkpoints: int = 2  # most recent checkpoints kept
 
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier after ``step`` scheduler steps: linear warm-up, then the schedule."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        frac = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        if self.lr_schedule == "linear":
+            return max(0.0, 1.0 - frac)
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+        return 1.0
+
 
 @dataclass
 class RunSection:
@@ -146,15 +158,42 @@ class RLVRConfig:
         from rollwise.rlvr.correction import make_correction
         from rollwise.rlvr.tasks import make_task
 
+        _check_codistill(self)
         make_estimator(self.algorithm.estimator, **self.algorithm.estimator_params).validate(self.rollout.n)
         make_correction(self.algorithm.correction, **self.algorithm.correction_params)
         _check_engine(self.rollout.engine)
         make_task(self.task.name, **self.task.params)
-        cd = self.codistill  # CoDistill-GRPO checks
-        if cd.enabled and not 2 <= cd.g <= cd.m:
-            raise ConfigError(f"codistill.g={cd.g} and codistill.m={cd.m} need 2 <= g <= m")
-        if cd.enabled and cd.is_clip_c <= 0:
-            raise ConfigError(f"codistill.is_clip_c={cd.is_clip_c} must be > 0")
+
+
+def _check_codistill(cfg: RLVRConfig) -> None:
+    """CoDistill-GRPO reads only the settings it can honour; any other combination is refused, naming the keys."""
+    cd, alg = cfg.codistill, cfg.algorithm
+    if not cd.enabled:
+        if alg.estimator == "codistill":
+            raise ConfigError("algorithm.estimator='codistill' reads the effective reward of CoDistill-GRPO's "
+                              "scoring stage; set codistill.enabled=true (or --algorithm codistill)")
+        return
+    if alg.estimator != "codistill":
+        raise ConfigError(f"codistill.enabled=true with algorithm.estimator={alg.estimator!r}: CoDistill-GRPO's small "
+                          "model uses its own estimator (GRPO on the effective reward r~ = r + alpha r_KD); set "
+                          "algorithm.estimator=codistill")
+    if alg.estimator_params:
+        raise ConfigError(f"codistill.enabled=true with algorithm.estimator_params={alg.estimator_params}: the "
+                          "codistill estimator's normalisation is codistill.kd_adv_norm; remove "
+                          "algorithm.estimator_params")
+    if alg.correction != "none" and cd.hint_tokens > 0 and not cd.mask_hints_small:
+        raise ConfigError(f"codistill.hint_tokens={cd.hint_tokens} with codistill.mask_hints_small=false and "
+                          f"algorithm.correction={alg.correction!r}: hint tokens come from the large model and have "
+                          "no rollout log-prob of the small model to correct against; use algorithm.correction=none "
+                          "or codistill.mask_hints_small=true")
+    if cfg.rollout.n != cd.m:
+        raise ConfigError(f"codistill.enabled=true with rollout.n={cfg.rollout.n} and codistill.m={cd.m}: the small "
+                          "model generates codistill.m rollouts per prompt; leave rollout.n unset or equal to "
+                          "codistill.m")
+    if not 2 <= cd.g <= cd.m:
+        raise ConfigError(f"codistill.g={cd.g} and codistill.m={cd.m} need 2 <= g <= m")
+    if cd.is_clip_c <= 0:
+        raise ConfigError(f"codistill.is_clip_c={cd.is_clip_c} must be > 0")
 
 
 #: (key, test, what is allowed) for every numeric setting; the tests run on the value
@@ -226,8 +265,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                            "loss": {"dual_clip_c": 3.0, "agg_mode": "token-mean"}}, "rollout": {"n": 8}},
     # CoDistill-GRPO (docs/codistill.md): small model (model.*) + large model (codistill.large), M=16 -> G=8,
     # alpha 1, seq-mean-token-mean as spec 1.2; the small model is the tiny 1-layer d=32 transformer
-    "codistill": {"algorithm": {"estimator": "grpo", "loss": {"agg_mode": "seq-mean-token-mean"}},
-                  "rollout": {"n": 8},
+    "codistill": {"algorithm": {"estimator": "codistill", "loss": {"agg_mode": "seq-mean-token-mean"}},
                   "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
                   "codistill": {"enabled": True, "m": 16, "g": 8, "alpha": 1.0}},
 }
@@ -254,8 +292,19 @@ def resolve_config(config_file: str | None = None, overrides: list[str] | None =
         data["task"].pop("params", None)
     data = merge(data, layers)
     cfg = from_dict(RLVRConfig, data)
+    _codistill_rollouts(cfg, layers)
     cfg.validate()
     return cfg
+
+
+def _codistill_rollouts(cfg: RLVRConfig, layers: dict[str, Any]) -> None:
+    """Under CoDistill the small model generates ``codistill.m`` rollouts per prompt: ``rollout.n`` follows it
+    unless the preset, file or overrides set it (a different explicit value is then refused by ``validate``)."""
+    explicit = isinstance(layers.get("rollout"), dict) and "n" in layers["rollout"]
+    if cfg.codistill.enabled and not explicit and cfg.rollout.n != cfg.codistill.m:
+        print(f"rollwise: codistill.enabled: rollout.n={cfg.rollout.n} is replaced by codistill.m={cfg.codistill.m} "
+              "(rollouts per prompt of the small model)", file=sys.stderr)
+        cfg.rollout.n = cfg.codistill.m
 
 
 def config_to_dict(cfg: RLVRConfig) -> dict[str, Any]:

@@ -233,7 +233,7 @@ def test_cross_fit_with_kernel_corrects_drift_invisible_to_prior():
 
 # ----------------------------------------------------------------------------- trainer integration
 def tiny_trainer(tmp_path, steps: int = 3, seed: int = 0, extra: list[str] | None = None):
-    from rollwise.rlvr.commands import build_policy
+    from rollwise.rlvr.policy import build_policy
     from rollwise.rlvr.run_config import resolve_config
     from rollwise.rlvr.tasks import make_task
     from rollwise.rlvr.trainer import Trainer
@@ -285,7 +285,7 @@ def test_checkpoint_holds_the_prior_and_calibration_and_resume_continues(tmp_pat
 @pytest.mark.slow
 def test_p0_basis_steps_raise_exact_accuracy(tmp_path):
     """Spec 5.5 P0: 50 BASIS steps (B=32) raise the exact expected test accuracy by >= 3 points."""
-    from rollwise.rlvr.commands import build_policy
+    from rollwise.rlvr.policy import build_policy
     from rollwise.rlvr.run_config import resolve_config
     from rollwise.rlvr.tasks import make_task
     from rollwise.rlvr.trainer import Trainer

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
+from rollwise.config import ConfigError
 from rollwise.rlvr.codistill import (
-    CoDistillTrainer,
     brute_force_maxvar,
+    codistill_trainer,
     cross_model_targets,
     distinct_row_logprobs,
     downsample_groups,
@@ -21,12 +22,13 @@ from rollwise.rlvr.losses import ppo_clip_loss
 from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, sequence_logprobs, tiny_causal_lm
 from rollwise.rlvr.run_config import resolve_config
 from rollwise.rlvr.tasks import make_task
+from rollwise.rlvr.trainer import Trainer
 
 TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
 
 
 def _trainer(tmp_path, *overrides: str, same: bool = False, large_seed: int = 1,
-             peaked: float = 0.0) -> CoDistillTrainer:
+             peaked: float = 0.0) -> Trainer:
     cfg = resolve_config(algorithm="codistill", overrides=[
         "task.name=add3", "task.params.max_operand=49", "task.params.n_train=256", "task.params.n_test=32",
         "rollout.max_new_tokens=4", "train.prompts_per_step=4", "codistill.m=6", "codistill.g=4",
@@ -38,17 +40,17 @@ def _trainer(tmp_path, *overrides: str, same: bool = False, large_seed: int = 1,
     if peaked:  # a confident large model, far from the near-uniform random small one
         with torch.no_grad():
             large.get_output_embeddings().weight.mul_(peaked)
-    return CoDistillTrainer(cfg, small, tok, make_task(cfg.task.name, **cfg.task.params), large)
+    return codistill_trainer(cfg, small, tok, make_task(cfg.task.name, **cfg.task.params), large)
 
 
 # ----------------------------------------------------------------------------------- spec 2.2 (1), (2)
 def test_identical_models_give_zero_kd_and_unit_ratios(tmp_path):
     tr = _trainer(tmp_path, "codistill.large_is_mode=ppo_clip", same=True)
-    batch = tr.compute_advantages(tr.rollout(1))
+    batch = tr.compute_advantages(tr.rollout(1)[0])[0]
     m = batch.response_mask
     assert torch.allclose(batch.extras["lp_large"], batch.old_logprobs, atol=1e-5)
     assert torch.allclose(batch.extras["effective_reward"].double(), batch.rewards.double(), atol=1e-5)
-    lb = tr.large_batch(batch)
+    lb = tr.extra.large_batch(batch)
     lp_new = batch.extras["lp_large"]
     ratio = ((lp_new - lb.old_logprobs) * m).exp()
     assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-4)
@@ -134,14 +136,14 @@ def test_large_model_scores_each_distinct_rollout_once(tmp_path):
     tr = _trainer(tmp_path, "codistill.m=12")
     with torch.no_grad():  # a peaked small model repeats itself, as a warm-started one does
         tr.policy.get_output_embeddings().weight.mul_(30.0)
-    batch = tr.rollout(1)  # alpha = 1: the large model scored all M rollouts
-    n_unique, n_rows = tr._scored
+    batch, metrics = tr.rollout(1)  # alpha = 1: the large model scored all M rollouts
+    n_unique, n_rows = metrics["large/scored_rows"], metrics["large/candidate_rows"]
     assert n_rows == 4 * 12 and n_unique < n_rows  # fewer large-model passes than rollouts
     full = tr.engine.generate([e.prompt for e in tr.sample_prompts(1)], tr.cfg.rollout, 0)
     ids, mask = full.sequences()
     t = full.response_ids.shape[1]
-    got, n = distinct_row_logprobs(tr.large.policy, ids, mask, t, 1.0)
-    ref = sequence_logprobs(tr.large.policy, ids, mask, t, 1.0)[0]
+    got, n = distinct_row_logprobs(tr.extra.large.policy, ids, mask, t, 1.0)
+    ref = sequence_logprobs(tr.extra.large.policy, ids, mask, t, 1.0)[0]
     assert n == torch.unique(ids, dim=0).shape[0]
     assert torch.allclose(got * full.response_mask, ref * full.response_mask, atol=1e-5)
     assert batch.size == 4 * 4
@@ -150,20 +152,20 @@ def test_large_model_scores_each_distinct_rollout_once(tmp_path):
 # ----------------------------------------------------------------------------------- spec 2.2 (5), (6)
 def test_hint_tokens_masked_for_small_and_weighted_for_large(tmp_path):
     tr = _trainer(tmp_path, "codistill.hint_tokens=2", "codistill.large_is_mode=ppo_clip")
-    batch = tr.compute_advantages(tr.rollout(1))
+    batch = tr.compute_advantages(tr.rollout(1)[0])[0]
     hint = batch.extras["hint_mask"]
     assert hint.sum() > 0 and tr.engine.large_tokens > 0
     assert torch.all(batch.loss_mask[hint.bool()] == 0) and torch.all(batch.loss_mask[~hint.bool()] == 1)
-    lb = tr.large_batch(batch)
+    lb = tr.extra.large_batch(batch)
     assert lb.loss_mask is None and torch.all(lb.response_mask[hint.bool()] == 1)  # hint tokens in the large loss
     on_hint = hint.bool()
     assert torch.allclose(lb.old_logprobs[on_hint], batch.extras["lp_large"][on_hint])  # behaviour = large model
     off = ~on_hint & batch.response_mask.bool()
     assert torch.allclose(lb.old_logprobs[off], batch.old_logprobs[off])  # behaviour = small model
     # hints are given only in the first epoch
-    tr.steps_per_epoch = 1
+    tr.extra.steps_per_epoch = 1
     before = tr.engine.large_tokens
-    later = tr.rollout(2)
+    later = tr.rollout(2)[0]
     assert tr.engine.large_tokens == before and later.extras["hint_mask"].sum() == 0
 
 
@@ -202,7 +204,7 @@ def test_checkpoint_state_restores_both_models(tmp_path):
     state = a.state()
     b = _trainer(tmp_path / "b", large_seed=5)
     b.load_state({**state, "step": 1, "rng": __import__("rollwise.rlvr.checkpoint", fromlist=["x"]).rng_state()})
-    for p, q in zip(a.large.policy.parameters(), b.large.policy.parameters()):
+    for p, q in zip(a.extra.large.policy.parameters(), b.extra.large.policy.parameters()):
         assert torch.equal(p, q)
     assert b.start_step == 2
 
@@ -216,3 +218,36 @@ def test_kd_reward_alone_pulls_small_model_towards_large(tmp_path):
     first, last = sum(kls[:5]) / 5, sum(kls[-5:]) / 5  # 40 steps: KL 13 -> < 1 in the pilot (1 thread)
     assert last < 0.7 * first, (first, last)
     assert math.isfinite(last)
+
+
+# ----------------------------------------------------------------------------------- configuration
+@pytest.mark.parametrize(("overrides", "keys"), [
+    (["algorithm.estimator=grpo"], ("codistill.enabled", "algorithm.estimator")),
+    (["algorithm.estimator_params.norm_by_std=false"], ("codistill.enabled", "algorithm.estimator_params",
+                                                        "codistill.kd_adv_norm")),
+    (["codistill.hint_tokens=2", "codistill.mask_hints_small=false", "algorithm.correction=tis"],
+     ("codistill.hint_tokens", "algorithm.correction")),
+    (["rollout.n=8"], ("rollout.n", "codistill.m")),
+])
+def test_settings_codistill_cannot_honour_fail_at_start_naming_both_keys(overrides, keys):
+    with pytest.raises(ConfigError) as err:
+        resolve_config(algorithm="codistill", overrides=overrides)
+    assert all(k in str(err.value) for k in keys), str(err.value)
+
+
+def test_codistill_estimator_needs_codistill_and_the_default_job_estimator_is_refused():
+    from rollwise.rlvr.commands import DEFAULT_JOB
+
+    with pytest.raises(ConfigError, match="codistill.enabled=true"):
+        resolve_config(overrides=["algorithm.estimator=codistill"])
+    with pytest.raises(ConfigError, match=r"codistill.enabled=true with algorithm.estimator='grpo'"):
+        resolve_config(overrides=["codistill.enabled=true"], base=DEFAULT_JOB)
+
+
+def test_rollout_n_follows_codistill_m_and_says_so(capsys):
+    cfg = resolve_config(algorithm="codistill", overrides=["codistill.m=12", "codistill.g=4"])
+    assert cfg.rollout.n == 12
+    assert "rollout.n=1 is replaced by codistill.m=12" in capsys.readouterr().err
+    assert resolve_config(algorithm="codistill", overrides=["rollout.n=12", "codistill.m=12"]).rollout.n == 12
+    tis = resolve_config(algorithm="codistill", overrides=["algorithm.correction=tis"])  # no hints: honoured
+    assert tis.algorithm.correction == "tis"

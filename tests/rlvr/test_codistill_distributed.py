@@ -1,7 +1,7 @@
 """Data-parallel CoDistill-GRPO (``train.parallel = "ddp"``): 2 gloo ranks make the same updates of BOTH models
 as one process on the same global batch; only rank 0 writes; resume works; FSDP2 is refused clearly.
 
-As in ``test_distributed.py``: the 2-rank runs go through ``commands.run_training`` in processes spawned with
+As in ``test_distributed.py``: the 2-rank runs go through ``job.run_training`` in processes spawned with
 torchrun's environment variables, against 1-process references with ``train.rollout_shards=2`` (each shard
 generates M rollouts per prompt, is scored by the large model and downsampled to G per prompt on its own).
 """
@@ -23,10 +23,12 @@ from test_distributed import (
 )
 
 from rollwise.config import ConfigError
-from rollwise.rlvr import commands, distributed
+from rollwise.rlvr import distributed
 from rollwise.rlvr.checkpoint import latest_checkpoint, load_trainer_state
 from rollwise.rlvr.codistill import build_large_policy
+from rollwise.rlvr.job import run_training
 from rollwise.rlvr.models import load_policy
+from rollwise.rlvr.policy import build_policy
 from rollwise.rlvr.run_config import resolve_config
 from rollwise.runlog import read_jsonl
 
@@ -55,7 +57,7 @@ def _config(root: Path, name: str, *extra: str):
 
 
 def _keep_both(trainer, path: Path) -> None:
-    torch.save({"small": trainer.policy.state_dict(), "large": trainer.large.policy.state_dict()}, path)
+    torch.save({"small": trainer.policy.state_dict(), "large": trainer.extra.large.policy.state_dict()}, path)
 
 
 def _worker(rank: int, port: int, root: str) -> None:
@@ -74,12 +76,13 @@ def _checkpointed(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
     return {"small": load_policy(ckpt)[0].state_dict(), "large": load_trainer_state(ckpt)["large"]["weights"]}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", list(COMBOS))
 def test_two_ranks_equal_one_process_for_both_models(runs, name):
     r0, r1 = (_params(runs / "params" / f"{name}-rank{r}.pt") for r in range(WORLD))
     ref = _checkpointed(runs / "ref" / name)
     cfg = _config(runs, name)
-    init = {"small": commands.build_policy(cfg, None, warm_up=False)[0].state_dict(),
+    init = {"small": build_policy(cfg, None, warm_up=False)[0].state_dict(),
             "large": build_large_policy(cfg, None, warm_up=False)[0].state_dict()}
     ours = _checkpointed(runs / name)
     report = []
@@ -102,6 +105,7 @@ def test_two_ranks_equal_one_process_for_both_models(runs, name):
     assert step1["large/candidate_rows"] == 8 * (6 if name != "alpha0" else 4)
 
 
+@pytest.mark.integration
 def test_only_rank_zero_writes_and_resume_continues_exactly(runs):
     writes = [torch.load(runs / "params" / f"writes-rank{r}.pt") for r in range(WORLD)]
     assert writes[1] == [], f"rank 1 wrote {writes[1]}"
@@ -123,5 +127,5 @@ def test_fsdp2_with_codistill_fails_naming_the_supported_mode(tmp_path, monkeypa
     monkeypatch.setattr(distributed, "current", lambda: distributed.DataParallel(rank=0, world_size=2))
     cfg = _config(tmp_path, "alpha1", "train.parallel=fsdp2")
     with pytest.raises(ConfigError, match=r"train\.parallel='fsdp2'.*only with train\.parallel='ddp'"):
-        commands.run_training(cfg)
+        run_training(cfg)
     assert not (tmp_path / "alpha1").exists()  # refused before anything is built or written

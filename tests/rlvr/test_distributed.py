@@ -1,7 +1,7 @@
 """Data-parallel training (``rollwise/rlvr/distributed.py``): 2 gloo ranks make the same updates as one
 process on the same global batch; only rank 0 writes; resume works; bad shard counts fail clearly.
 
-The 2-rank runs go through ``commands.run_training`` (the ``rollwise train`` path) in processes spawned
+The 2-rank runs go through ``job.run_training`` (the ``rollwise train`` path) in processes spawned
 with the torchrun environment variables; the 1-process references draw the same rollouts with
 ``train.rollout_shards=2`` (see the module docstring of ``distributed.py``).
 """
@@ -20,11 +20,13 @@ import torch.multiprocessing as mp
 from rlvr_small_config import SMALL
 
 from rollwise.config import ConfigError
-from rollwise.rlvr import commands, distributed
+from rollwise.rlvr import distributed
 from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.checkpoint import latest_checkpoint
+from rollwise.rlvr.job import run_training
 from rollwise.rlvr.losses import AGG_MODES, aggregate
 from rollwise.rlvr.models import load_policy
+from rollwise.rlvr.policy import build_policy
 from rollwise.rlvr.run_config import resolve_config
 from rollwise.runlog import read_jsonl
 
@@ -122,9 +124,9 @@ def run_as_rank(rank: int, port: int, root: str, config, combos, resumed: str, k
     tr.save_checkpoint, tr.RunLog, tr.Trainer.fit = counted_save, CountedLog, fit_and_keep
     with distributed.process_group_from_env():  # one group for every run below
         for name in combos:
-            commands.run_training(config(root_p, name, *extra))
-        commands.run_training(config(root_p, f"{resumed}-resumed", *extra, "train.steps=1"))
-        commands.run_training(config(root_p, f"{resumed}-resumed", *extra), resume=True)
+            run_training(config(root_p, name, *extra))
+        run_training(config(root_p, f"{resumed}-resumed", *extra, "train.steps=1"))
+        run_training(config(root_p, f"{resumed}-resumed", *extra), resume=True)
     torch.save(writes, root_p / "params" / f"writes-rank{rank}.pt")
 
 
@@ -152,7 +154,7 @@ def spawn_with_references(root: Path, worker, config, combos) -> Path:
         mpatch.setenv("ROLLWISE_NO_PROGRESS", "1")
         _patch_reward(mpatch)  # undone when the references are done
         for name in combos:
-            commands.run_training(config(root / "ref", name, f"train.rollout_shards={WORLD}"))
+            run_training(config(root / "ref", name, f"train.rollout_shards={WORLD}"))
     while not ctx.join():
         pass
     return root
@@ -177,13 +179,14 @@ def _stable(records):
     return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in records]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", list(COMBOS))
 def test_two_ranks_equal_one_process_on_the_same_global_batch(runs, name):
     r0, r1 = (_params(runs / "params" / f"{name}-rank{r}.pt") for r in range(WORLD))
     assert _max_diff(r0, r1) == 0.0, "the ranks' parameters must stay identical"
     ref, _ = load_policy(latest_checkpoint(runs / "ref" / name))
     ref_params = ref.state_dict()
-    init, _ = commands.build_policy(_config(runs, name), None, warm_up=False)
+    init, _ = build_policy(_config(runs, name), None, warm_up=False)
     moved = _max_diff(ref_params, init.state_dict())
     assert moved > 1e-3, f"training must move the parameters (moved {moved:.2e}); the check would be vacuous"
     diff = _max_diff(r0, ref_params)
@@ -192,6 +195,7 @@ def test_two_ranks_equal_one_process_on_the_same_global_batch(runs, name):
     rank0_metrics_match_reference(runs, name)
 
 
+@pytest.mark.integration
 def test_only_rank_zero_writes_and_resume_continues_exactly(runs):
     writes = [torch.load(runs / "params" / f"writes-rank{r}.pt") for r in range(WORLD)]
     assert writes[1] == [], f"rank 1 wrote {writes[1]}"
@@ -212,7 +216,7 @@ def test_prompts_not_divisible_by_world_size_fail_with_a_clear_message(small_con
     monkeypatch.setattr(distributed, "current", lambda: distributed.DataParallel(rank=0, world_size=3))
     cfg = small_config("sft.enabled=false", "train.prompts_per_step=8")
     with pytest.raises(ConfigError, match="8 is not divisible by 3.*train.prompts_per_step"):
-        commands.run_training(cfg)
+        run_training(cfg)
 
 
 # ------------------------------------------------------------------------------------------ unit tests
@@ -289,7 +293,7 @@ def test_micro_batches_accumulate_to_the_whole_mini_batch_gradient(small_config,
     for micro in (0, 5):
         cfg = small_config(*BASE[len(SMALL):], *COMBOS["grpo-token"], f"train.micro_batch_size={micro}",
                            name=f"micro{micro}")
-        commands.run_training(cfg)
+        run_training(cfg)
         params.append(load_policy(latest_checkpoint(cfg.run.output_dir))[0].state_dict())
     print(f"micro-batches of 5 vs whole mini-batches: max |delta theta| = {_max_diff(*params):.2e}")
     assert _max_diff(*params) < 1e-5

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from rollwise.rlvr import commands
 from rollwise.rlvr.evaluate import (
     conditional_entropy,
     distinct_correct,
@@ -16,7 +15,9 @@ from rollwise.rlvr.evaluate import (
     exact_conditional_entropy,
     exact_success_prob,
 )
+from rollwise.rlvr.job import run_training
 from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, tiny_causal_lm
+from rollwise.rlvr.policy import build_policy
 from rollwise.rlvr.run_config import resolve_config
 from rollwise.rlvr.tasks import make_task
 from rollwise.rlvr.tasks.make_n import canonical_form
@@ -81,7 +82,7 @@ SMALL = [
 def test_evaluate_diversity_metrics_are_consistent(tmp_path) -> None:
     cfg = resolve_config(overrides=[*SMALL, f"run.output_dir={tmp_path}"], algorithm="ucpo")
     task = make_task(cfg.task.name, **cfg.task.params)
-    policy, tok = commands.build_policy(cfg, task)
+    policy, tok = build_policy(cfg, task)
     ev = evaluate_diversity(policy, tok, task, cfg, n=16, ks=(1, 4, 16), max_prompts=4)
     assert set(ev) >= {"pass@1", "pass@4", "pass@16", "distinct_correct@16", "equation_ratio", "exact_pass@1",
                        "h_norm", "max_share"}
@@ -96,7 +97,7 @@ def test_ucpo_preset_trains_on_make_n_deterministically(tmp_path) -> None:
         cfg = resolve_config(overrides=[*SMALL, f"run.output_dir={tmp_path / name}",
                                         "algorithm.estimator_params.tau=0.5"], algorithm="ucpo")
         assert cfg.algorithm.estimator == "ucpo" and cfg.rollout.n == 4 and cfg.algorithm.loss.dual_clip_c == 3.0
-        commands.run_training(cfg)
+        run_training(cfg)
         recs = read_jsonl(tmp_path / name / "metrics.jsonl")
         runs.append([{k: v for k, v in r.items() if not k.startswith(("time/", "wall", "tokens_per_s"))}
                      for r in recs])

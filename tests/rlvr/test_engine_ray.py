@@ -11,13 +11,15 @@ import ray
 import torch
 
 from rollwise.config import ConfigError
-from rollwise.rlvr import commands
 from rollwise.rlvr.engines import SamplingConfig, make_engine
 from rollwise.rlvr.engines.hf import HFEngine, chunk_plan
 from rollwise.rlvr.engines.quantized import QuantizedEngine
 from rollwise.rlvr.engines.ray import RayEngine, RolloutWorker, _connect, ray_engine_config
+from rollwise.rlvr.job import run_training
 from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, sequence_logprobs, tiny_causal_lm
 from rollwise.runlog import read_jsonl
+
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
 
 PROMPTS = [f"{i}+{3 * i}=" for i in range(10)]
 SAMPLING = SamplingConfig(n=3, max_new_tokens=6)  # 30 rollouts
@@ -146,8 +148,8 @@ def test_train_with_ray_engine_equals_hf_engine(ray_session, engine, small_confi
               "train.eval_prompts=32")
     hf = small_config(*common, "rollout.engine=hf", name="hf")
     rays = small_config(*common, "rollout.engine=ray", "rollout.engine_params.num_workers=1", name="ray")
-    commands.run_training(hf)
-    commands.run_training(rays)
+    run_training(hf)
+    run_training(rays)
     ra, rb = (read_jsonl(f"{c.run.output_dir}/metrics.jsonl") for c in (hf, rays))
     stable = [[{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in recs] for recs in (ra, rb)]
     assert [r["step"] for r in rb] == [0, 1, 2]

@@ -2,7 +2,7 @@
 parameters and optimizer state make the same updates as one process on the same global batch; rank 0
 checkpoints the full weights in the usual format; resume works; a bad value of the flag fails clearly.
 
-As in ``test_distributed.py``: the 2-rank runs go through ``commands.run_training`` in processes spawned
+As in ``test_distributed.py``: the 2-rank runs go through ``job.run_training`` in processes spawned
 with torchrun's environment variables, against 1-process references with ``train.rollout_shards=2``.
 """
 
@@ -26,16 +26,17 @@ from test_distributed import (
 )
 
 from rollwise.config import ConfigError
-from rollwise.rlvr import commands, distributed
+from rollwise.rlvr import distributed
 from rollwise.rlvr.checkpoint import latest_checkpoint, load_trainer_state
 from rollwise.rlvr.models import load_policy
+from rollwise.rlvr.policy import build_policy
 from rollwise.rlvr.run_config import resolve_config
 from rollwise.runlog import read_jsonl
 
 WORLD = 2
 COMBOS = {
     # 2 mini-batches of micro-batches of 4: the ranks' rows per mini-batch differ, so the rank with fewer
-    # micro-batches runs zero-gradient passes (``Trainer._zero_backward``) to keep FSDP2's collectives
+    # micro-batches runs zero-gradient passes (``microbatch.zero_backward``) to keep FSDP2's collectives
     # aligned
     "grpo-token-micro": ["algorithm.estimator=grpo", "algorithm.loss.agg_mode=token-mean",
                          "train.mini_batches=2", "train.micro_batch_size=4"],
@@ -57,7 +58,7 @@ def _config(root: Path, name: str, *extra: str):
 
 def _keep_gathered(trainer, path: Path) -> None:
     """The gathered parameters (a collective: both ranks) and this rank's shard sizes."""
-    assert distributed.is_sharded(trainer.policy) and trainer.fsdp
+    assert distributed.is_sharded(trainer.policy) and trainer.dp.sharded
     full = distributed.full_state_dict(trainer.policy)
     torch.save(full, path)
     local = {"params": sum(p.to_local().numel() for p in trainer.policy.parameters()),
@@ -71,13 +72,20 @@ def _worker(rank: int, port: int, root: str) -> None:
     """One rank: every combination with FSDP2, then a resumed run; zero-gradient passes are counted."""
     import rollwise.rlvr.trainer as tr
 
-    zero_passes, zero_backward = [], tr.Trainer._zero_backward
+    zero_passes, zero_backward, update = [], tr.zero_backward, tr.Trainer.update
 
-    def counted_zero_backward(self, mb):
-        zero_passes.append(Path(self.run_dir).name)
-        return zero_backward(self, mb)
+    def update_counting_zero_passes(self, batch, step):
+        def counted_zero_backward(policy, mb, temperature):
+            zero_passes.append(Path(self.run_dir).name)
+            return zero_backward(policy, mb, temperature)
 
-    tr.Trainer._zero_backward = counted_zero_backward
+        tr.zero_backward = counted_zero_backward
+        try:
+            return update(self, batch, step)
+        finally:
+            tr.zero_backward = zero_backward
+
+    tr.Trainer.update = update_counting_zero_passes
     run_as_rank(rank, port, root, _config, COMBOS, RESUMED, _keep_gathered, FSDP)
     torch.save(zero_passes, Path(root) / "params" / f"zero-passes-rank{rank}.pt")
 
@@ -88,12 +96,13 @@ def runs(tmp_path_factory):
     return spawn_with_references(tmp_path_factory.mktemp("fsdp"), _worker, _config, COMBOS)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", list(COMBOS))
 def test_fsdp2_two_ranks_equal_one_process_on_the_same_global_batch(runs, name):
     r0, r1 = (_params(runs / "params" / f"{name}-rank{r}.pt") for r in range(WORLD))
     assert _max_diff(r0, r1) == 0.0, "both ranks gather the same full parameters"
     ref = load_policy(latest_checkpoint(runs / "ref" / name))[0].state_dict()
-    init, _ = commands.build_policy(_config(runs, name), None, warm_up=False)
+    init, _ = build_policy(_config(runs, name), None, warm_up=False)
     moved = _max_diff(ref, init.state_dict())
     assert moved > 1e-3, f"training must move the parameters (moved {moved:.2e}); the check would be vacuous"
     diff = _max_diff(r0, ref)
@@ -106,6 +115,7 @@ def test_fsdp2_two_ranks_equal_one_process_on_the_same_global_batch(runs, name):
     rank0_metrics_match_reference(runs, name)
 
 
+@pytest.mark.integration
 def test_parameters_and_optimizer_state_are_sharded(runs):
     for r in range(WORLD):
         sizes = torch.load(runs / "params" / f"{RESUMED}-sizes-rank{r}.pt")
@@ -114,6 +124,7 @@ def test_parameters_and_optimizer_state_are_sharded(runs):
         assert sizes["adam"] == sizes["params"], sizes
 
 
+@pytest.mark.integration
 def test_rank_zero_checkpoints_the_full_weights_and_resume_continues(runs):
     writes = [torch.load(runs / "params" / f"writes-rank{r}.pt") for r in range(WORLD)]
     assert writes[1] == [], f"rank 1 wrote {writes[1]}"

@@ -124,7 +124,7 @@ def test_policy_is_not_modified(tiny):
 
 
 def _smoke_run(out_dir) -> list[dict]:
-    from rollwise.rlvr.commands import run_training
+    from rollwise.rlvr.job import run_training
     from rollwise.rlvr.run_config import resolve_config
     from rollwise.runlog import read_jsonl
 

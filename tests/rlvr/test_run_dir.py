@@ -14,8 +14,8 @@ import pytest
 from rollwise import cli
 from rollwise.errors import CheckpointError, RunDirError
 from rollwise.rlvr import checkpoint as ck
-from rollwise.rlvr import commands
 from rollwise.rlvr.checkpoint import latest_checkpoint, save_checkpoint
+from rollwise.rlvr.job import run_training
 from rollwise.rlvr.models import TinyModelConfig, char_tokenizer, load_policy, tiny_causal_lm
 from rollwise.rlvr.run_dir import MARKER, claim_run_dir
 
@@ -156,10 +156,10 @@ def test_resume_without_a_checkpoint_fails_before_the_warm_start(small_config, m
     monkeypatch.setattr(sft, "supervised_warm_start", no_sft)
     cfg = small_config("train.steps=2")
     with pytest.raises(RunDirError, match="no run folder"):
-        commands.run_training(cfg, resume=True)
+        run_training(cfg, resume=True)
     Path(cfg.run.output_dir).mkdir()
     with pytest.raises(RunDirError, match="no complete checkpoint"):
-        commands.run_training(cfg, resume=True)
+        run_training(cfg, resume=True)
 
 
 def test_eval_and_report_on_missing_folders_are_one_line_errors_without_network(tmp_path, capsys, monkeypatch):

@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from rollwise.rlvr import commands
 from rollwise.rlvr.checkpoint import latest_checkpoint
+from rollwise.rlvr.job import run_training
 from rollwise.rlvr.models import load_policy
 from rollwise.runlog import read_jsonl
 
@@ -21,7 +21,7 @@ def _stable(records):
 def test_learning_raises_exact_accuracy_and_changes_parameters(small_config):
     cfg = small_config("sft.steps=400", "train.steps=30", "rollout.n=4", "algorithm.estimator=grpo",
                        "train.lr=3e-4", "train.eval_every=30")
-    summary = commands.run_training(cfg)
+    summary = run_training(cfg)
     recs = read_jsonl(f"{cfg.run.output_dir}/metrics.jsonl")
     start, end = recs[0]["eval/exact_accuracy"], summary["eval/exact_accuracy"]
     assert end > start + 0.05, f"exact accuracy {start:.3f} -> {end:.3f}"
@@ -38,8 +38,8 @@ def test_learning_raises_exact_accuracy_and_changes_parameters(small_config):
 def test_same_seed_same_metrics(small_config):
     a = small_config("train.steps=3", "rollout.n=2", "algorithm.estimator=rloo", "sft.steps=20", name="a")
     b = small_config("train.steps=3", "rollout.n=2", "algorithm.estimator=rloo", "sft.steps=20", name="b")
-    commands.run_training(a)
-    commands.run_training(b)
+    run_training(a)
+    run_training(b)
     ra, rb = (read_jsonl(f"{c.run.output_dir}/metrics.jsonl") for c in (a, b))
     assert _stable(ra) == _stable(rb)
 
@@ -48,7 +48,7 @@ def test_resume_after_crash_equals_uninterrupted_run(small_config, monkeypatch):
     over = ("train.steps=4", "train.checkpoint_every=2", "sft.steps=20", "rollout.n=2",
             "algorithm.estimator=reinforce_pp_baseline", "train.lr_schedule=cosine", "train.keep_checkpoints=5")
     full = small_config(*over, name="full")
-    commands.run_training(full)
+    run_training(full)
 
     crashy = small_config(*over, name="crashy")
     from rollwise.rlvr.trainer import Trainer
@@ -62,10 +62,10 @@ def test_resume_after_crash_equals_uninterrupted_run(small_config, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", dies_at_3)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        commands.run_training(crashy)
+        run_training(crashy)
     assert latest_checkpoint(crashy.run.output_dir).name == "step-000002", "the checkpoint before the crash survives"
     monkeypatch.setattr(Trainer, "train_step", real_step)
-    commands.run_training(crashy, resume=True)
+    run_training(crashy, resume=True)
     ra = read_jsonl(f"{full.run.output_dir}/metrics.jsonl")
     rb = read_jsonl(f"{crashy.run.output_dir}/metrics.jsonl")
     assert [r["step"] for r in rb] == [0, 1, 2, 3, 4]
@@ -89,7 +89,7 @@ def test_raising_and_hanging_reward_functions_are_contained(small_config, monkey
     cfg = small_config("train.steps=2", "sft.steps=5", "rollout.n=2", "algorithm.estimator=rloo",
                        "task.reward_timeout_s=0.5", "train.checkpoint_every=1")
     t0 = time.perf_counter()
-    commands.run_training(cfg)
+    run_training(cfg)
     assert time.perf_counter() - t0 < 25, "a hanging reward function must not hang training"
     recs = read_jsonl(f"{cfg.run.output_dir}/metrics.jsonl")[1:]
     assert all(r["reward/_raises/errors"] > 0 for r in recs)

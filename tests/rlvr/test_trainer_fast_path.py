@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from rollwise.rlvr.microbatch import loss_backward
 from rollwise.rlvr.models import char_tokenizer, tiny_causal_lm
 from rollwise.rlvr.tasks import make_task
 from rollwise.rlvr.trainer import Trainer
@@ -35,7 +36,7 @@ def _trainer(cfg, seed: int = 0) -> Trainer:
 def _grads(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
     trainer.policy.zero_grad(set_to_none=True)
     trainer.policy.train()
-    trainer._loss_backward(batch, 1.0)
+    loss_backward(trainer.policy, batch, trainer.loss_cfg, trainer.teacher_forced, 1.0)
     return {n: p.grad.clone() for n, p in trainer.policy.named_parameters()}
 
 
@@ -43,12 +44,11 @@ def test_reused_logprobs_give_the_gradient_of_the_separate_pass(small_config):
     cfg = small_config(*FAST, "algorithm.estimator=grpo", "rollout.n=4")
     tr = _trainer(cfg)
     assert tr.reuse_logprobs
-    tr._step = 1
-    batch = tr.compute_advantages(tr.rollout(1))
+    batch, _ = tr.compute_advantages(tr.rollout(1)[0])
     assert batch.old_logprobs is None  # no separate pass ran
     reused = _grads(tr, batch)
     with torch.no_grad():
-        batch.old_logprobs = tr._teacher_forced(tr.policy, batch)[0] * batch.response_mask
+        batch.old_logprobs = tr.teacher_forced(tr.policy, batch)[0] * batch.response_mask
     separate = _grads(tr, batch)
     for name, g in separate.items():
         assert torch.allclose(reused[name], g, atol=1e-6, rtol=1e-5), name
@@ -86,8 +86,7 @@ def test_configurations_that_need_the_separate_pass_keep_it(small_config, overri
     tr = _trainer(cfg)
     assert not tr.reuse_logprobs
     assert reason in reuse_blocker(cfg, tr.reads, False)
-    tr._step = 1
-    assert tr.rollout(1).old_logprobs is not None
+    assert tr.rollout(1)[0].old_logprobs is not None
 
 
 def test_fast_path_is_deterministic(small_config):

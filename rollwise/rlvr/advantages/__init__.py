@@ -1,7 +1,7 @@
 """Advantage estimators: a registry of estimator classes over pure tensor functions.
 
 Importing this package registers ``grpo``, ``dr_grpo``, ``rloo``, ``reinforce_pp``,
-``reinforce_pp_baseline``, ``basis``, ``ucpo`` and ``divgrpo``. Use ``make_estimator(name, **params)``; ``available_estimators()`` lists names.
+``reinforce_pp_baseline``, ``basis``, ``ucpo``, ``divgrpo`` and ``codistill``. Use ``make_estimator(name, **params)``; ``available_estimators()`` lists names.
 """
 
 from rollwise.rlvr.advantages.basis import Basis, cross_fit_baseline, eb_prior, fit_calibration

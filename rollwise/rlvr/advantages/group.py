@@ -133,3 +133,17 @@ class RLOO(AdvantageEstimator):
 
     def compute(self, batch: RolloutBatch) -> Tensor:
         return rloo_advantages(batch.rewards, batch.group_ids, batch.response_mask)
+
+
+@register_estimator("codistill")
+class CoDistillGRPO(GRPO):
+    """CoDistill-GRPO's small-model advantage A~ = group_norm(r~), GRPO on the effective reward
+    r~ = r + alpha r_KD that CoDistill's scoring stage writes to ``batch.extras["effective_reward"]`` (B,)
+    (``rollwise.rlvr.codistill``; only valid with ``codistill.enabled``)."""
+
+    def compute(self, batch: RolloutBatch) -> Tensor:
+        if "effective_reward" not in batch.extras:
+            raise ValueError("advantage estimator 'codistill' reads batch.extras['effective_reward'], which only "
+                             "CoDistill-GRPO's scoring stage writes; set codistill.enabled=true")
+        return grpo_advantages(batch.extras["effective_reward"], batch.group_ids, batch.response_mask,
+                               norm_by_std=self.params.norm_by_std, eps=self.params.eps)
