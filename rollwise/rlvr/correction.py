@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from rollwise.config import ConfigError, from_dict
+from rollwise.registry import Registry
 from rollwise.rlvr.batch import RolloutBatch
 
 LOG_RATIO_BOUND = 20.0  # exponents are clamped to [-20, 20] before exp
@@ -180,21 +181,20 @@ class Correction:
         pass
 
 
-CORRECTIONS: dict[str, type[Correction]] = {}
+CORRECTIONS: Registry[type[Correction]] = Registry("rollout correction", key="algorithm.correction")
 
 
 def register_correction(name: str) -> Callable[[type[Correction]], type[Correction]]:
+    """Class decorator: register a ``Correction`` subclass under ``name`` (sets ``cls.name``)."""
+
     def deco(cls: type[Correction]) -> type[Correction]:
         cls.name = name
-        CORRECTIONS[name] = cls
-        return cls
+        return CORRECTIONS.add(name, cls)
 
     return deco
 
 
 def make_correction(name: str, **params: Any) -> Correction:
-    if name not in CORRECTIONS:
-        raise ConfigError(f"algorithm.correction={name!r} is not known; valid choices: {', '.join(sorted(CORRECTIONS))}")
     return CORRECTIONS[name](**params)
 
 

@@ -305,7 +305,7 @@ def test_grpo_norm_flag_and_eps() -> None:
 
 
 def test_registry_accepts_estimators_with_new_inputs_and_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "ESTIMATORS", registry.ESTIMATORS.copy())
 
     @dataclass(frozen=True)
     class DecayParams:

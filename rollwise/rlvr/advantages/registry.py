@@ -17,9 +17,10 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from rollwise.config import ConfigError
+from rollwise.registry import Registry
 from rollwise.rlvr.batch import RolloutBatch
 
-_REGISTRY: dict[str, type[AdvantageEstimator]] = {}
+ESTIMATORS: Registry[type[AdvantageEstimator]] = Registry("advantage estimator", key="algorithm.estimator")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,7 @@ class AdvantageEstimator:
             raise ConfigError(f"rollout.n={n_per_prompt} is invalid; it must be >= 1")
         if n_per_prompt >= self.min_group_size:
             return
-        usable = [n for n, cls in sorted(_REGISTRY.items()) if cls.min_group_size <= n_per_prompt]
+        usable = [n for n, cls in ESTIMATORS.items() if cls.min_group_size <= n_per_prompt]
         raise ConfigError(
             f"advantage estimator '{self.name}' needs at least {self.min_group_size} rollouts per prompt "
             f"(got rollout.n={n_per_prompt}); with {_rollouts(n_per_prompt)} per prompt use one of: "
@@ -136,25 +137,17 @@ def register_estimator(name: str) -> Callable[[type[AdvantageEstimator]], type[A
     """Class decorator: register an ``AdvantageEstimator`` subclass under ``name`` (sets ``cls.name``)."""
 
     def decorator(cls: type[AdvantageEstimator]) -> type[AdvantageEstimator]:
-        old = _REGISTRY.get(name)
-        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ValueError(f"advantage estimator '{name}' is already registered to "
-                             f"{old.__module__}.{old.__qualname__}")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return ESTIMATORS.add(name, cls)
 
     return decorator
 
 
 def available_estimators() -> list[str]:
     """Sorted names of every registered estimator."""
-    return sorted(_REGISTRY)
+    return ESTIMATORS.names()
 
 
 def make_estimator(name: str, **params: Any) -> AdvantageEstimator:
     """Instantiate the estimator registered under ``name`` with its typed parameters."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown advantage estimator '{name}'; valid names: "
-                          f"{', '.join(available_estimators())}")
-    return _REGISTRY[name](**params)
+    return ESTIMATORS[name](**params)

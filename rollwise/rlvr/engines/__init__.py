@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from rollwise.registry import Registry
 from rollwise.rlvr.engines.base import RolloutEngine, SamplingConfig
 
 __all__ = ["RolloutEngine", "SamplingConfig", "make_engine", "ENGINES"]
 
 #: engine name -> "module:Class"; optional engines are imported lazily so the core never needs them.
-ENGINES: dict[str, str] = {
-    "lean": "rollwise.rlvr.engines.lean:LeanEngine",
-    "hf": "rollwise.rlvr.engines.hf:HFEngine",
-    "quantized": "rollwise.rlvr.engines.quantized:QuantizedEngine",
-    "ray": "rollwise.rlvr.engines.ray:RayEngine",
-    "vllm": "rollwise.rlvr.engines.vllm:VLLMEngine",
-}
+ENGINES: Registry[str] = Registry("rollout engine", key="rollout.engine")
+ENGINES.add("lean", "rollwise.rlvr.engines.lean:LeanEngine")
+ENGINES.add("hf", "rollwise.rlvr.engines.hf:HFEngine")
+ENGINES.add("quantized", "rollwise.rlvr.engines.quantized:QuantizedEngine")
+ENGINES.add("ray", "rollwise.rlvr.engines.ray:RayEngine")
+ENGINES.add("vllm", "rollwise.rlvr.engines.vllm:VLLMEngine")
 
 
 def make_engine(name: str, policy, tokenizer, **params) -> RolloutEngine:
@@ -23,8 +23,6 @@ def make_engine(name: str, policy, tokenizer, **params) -> RolloutEngine:
 
     from rollwise.config import ConfigError
 
-    if name not in ENGINES:
-        raise ConfigError(f"rollout.engine={name!r} is not a known engine; valid choices: {', '.join(ENGINES)}")
     module, cls = ENGINES[name].split(":")
     if importlib.util.find_spec(module) is None:
         raise ConfigError(f"rollout.engine={name!r} is planned but not implemented in this version of rollwise; "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rollwise.config import ConfigError, from_dict
+from rollwise.registry import Registry
 from rollwise.rlvr.rewards import RewardFunc
 
 SPLITS = ("train", "test")
@@ -110,26 +111,21 @@ def collate_columns(examples: Sequence[Example], repeat: int = 1) -> dict[str, l
     return cols
 
 
-_REGISTRY: dict[str, type[Task]] = {}
+TASKS: Registry[type[Task]] = Registry("task", key="task.name")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: make ``cls`` available to :func:`make_task` under ``cls.name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"task {cls.name!r} is already registered by {_REGISTRY[cls.name].__qualname__}")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return TASKS.add(cls.name, cls)
 
 
 def task_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return TASKS.names()
 
 
 def make_task(name: str, **params: Any) -> Task:
     """Build a registered task; unknown names and unknown parameters raise ``ConfigError``."""
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ConfigError(f"task={name!r} is not a known task; valid choices: {', '.join(task_names())}")
+    cls = TASKS[name]
     valid = [f.name for f in dataclasses.fields(cls.params_cls)]
     for key in params:
         if key not in valid:
