@@ -103,6 +103,11 @@ def load_benchmark(stem: str) -> ModuleType:
     return mod
 
 
+def _add_import(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--import", dest="imports", action="append", default=None, metavar="MODULE",
+                        help="import a module or .py file first, e.g. one that registers a task (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rollwise", description="Learning from rollouts.")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (also accepted after "
@@ -117,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dotted override, e.g. --set train.steps=50 (repeatable)")
         sp.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+        _add_import(sp)
         if name == "train":
             sp.add_argument("--algorithm", help="shortcut for a preset: e.g. grpo, basis, codistill")
             sp.add_argument("--overwrite", action="store_true",
@@ -128,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", default=None, metavar="KEY=VALUE")
     ev.add_argument("--n", type=int, default=16, help="samples per prompt")
     ev.add_argument("--k", default="1,4,16", help="comma-separated k values for pass@k")
+    _add_import(ev)
 
     rp = sub.add_parser("report", help="write a Markdown report with plots for a run directory")
     rp.add_argument("run_dir")

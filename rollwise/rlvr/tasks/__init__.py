@@ -1,9 +1,25 @@
 """Verifiable tasks: ADD-3 (``add3``), MakeN (``make_n``), Countdown (``countdown``), Reverse (``reverse``),
 the reasoning testbed (``column_arith``, ``countdown_steps``: written-out steps) and maths data sets on local
-disk (``dataset``). Build one with ``make_task(name, **params)``."""
+disk (``dataset``). Build one with ``make_task(name, **params)``.
 
+A new task needs only the names re-exported here: subclass :class:`Task`, return :class:`Example` pools,
+decorate it with :func:`register_task`, and use it from the CLI with ``rollwise train --import my_tasks``
+(docs/rlvr.md, "How to add a task").
+"""
+
+from rollwise.rlvr.rewards import RewardFunc, exact_answer
 from rollwise.rlvr.tasks.arithmetic import Add3, Add3Params
-from rollwise.rlvr.tasks.base import Example, Task, collate_columns, make_task, register_task, task_names
+from rollwise.rlvr.tasks.base import (
+    TASKS,
+    Example,
+    Task,
+    check_split,
+    collate_columns,
+    make_task,
+    register_task,
+    require,
+    task_names,
+)
 from rollwise.rlvr.tasks.column_arith import ColumnArith, ColumnArithParams
 from rollwise.rlvr.tasks.countdown import Countdown, CountdownParams
 from rollwise.rlvr.tasks.countdown_steps import CountdownSteps, CountdownStepsParams
@@ -12,8 +28,8 @@ from rollwise.rlvr.tasks.make_n import MakeN, MakeNParams, canonical_form, corre
 from rollwise.rlvr.tasks.reverse import Reverse, ReverseParams
 
 __all__ = [
-    "Add3", "Add3Params", "ColumnArith", "ColumnArithParams", "Countdown", "CountdownParams", "CountdownSteps",
-    "CountdownStepsParams", "DatasetError", "DatasetParams", "Example", "MakeN",
-    "MakeNParams", "MathDataset", "Reverse", "ReverseParams", "Task", "canonical_form", "collate_columns",
-    "correct_set", "make_task", "register_task", "task_names",
+    "TASKS", "Add3", "Add3Params", "ColumnArith", "ColumnArithParams", "Countdown", "CountdownParams",
+    "CountdownSteps", "CountdownStepsParams", "DatasetError", "DatasetParams", "Example", "MakeN", "MakeNParams",
+    "MathDataset", "RewardFunc", "Reverse", "ReverseParams", "Task", "canonical_form", "check_split",
+    "collate_columns", "correct_set", "exact_answer", "make_task", "register_task", "require", "task_names",
 ]
