@@ -2,7 +2,11 @@
 
 from pathlib import Path
 
+import pytest
+
 from rollwise.afa.repro import run
+
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
 
 
 def test_quick_repro_learns_non_myopic_strategy(tmp_path: Path):

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from rollwise.dynamics.alrnn import ALRNN, ALRNNConfig, init_params, itf_loss
@@ -11,6 +12,8 @@ from rollwise.dynamics.finetune import FinetuneConfig, Scorer, evidence_finetune
 from rollwise.dynamics.repro import run
 from rollwise.dynamics.switching import SwitchingConfig
 from rollwise.dynamics.teacher_forcing import ITFConfig, sample_batch, train_itf
+
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
 
 
 def test_quick_repro_learns_and_shows_key_effects(tmp_path):

@@ -4,7 +4,11 @@ The single-draw A-RE-2 row is excluded: its mass standard error (~0.02) equals i
 informative, not a test; the pooled A-RE-2 row is asserted instead (see docs/replay_estimation.md).
 """
 
+import pytest
+
 from rollwise.imitation.repro import run
+
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
 
 
 def test_quick_repro_meets_acceptance(tmp_path):

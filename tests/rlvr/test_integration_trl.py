@@ -19,6 +19,8 @@ from rollwise.rlvr.rewards import exact_answer, func_name  # noqa: E402
 from rollwise.rlvr.sft import supervised_warm_start  # noqa: E402
 from rollwise.rlvr.tasks import Add3, collate_columns, make_task  # noqa: E402
 
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
+
 torch.set_num_threads(1)
 TASKS = {"add3": dict(n_train=8, n_test=4), "countdown": dict(n_train=8, n_test=4), "make_n": {},
          "reverse": dict(n_train=8, n_test=4)}

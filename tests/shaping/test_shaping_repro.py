@@ -9,6 +9,8 @@ from rollwise.shaping import repro
 from rollwise.shaping.config import ExplorsConfig
 from rollwise.shaping.training import run_method
 
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
+
 
 def test_same_seed_same_numbers_tabular():
     cfg = ExplorsConfig(episodes=400, eval_every=50)

@@ -2,7 +2,11 @@
 
 from pathlib import Path
 
+import pytest
+
 from rollwise.worldmodels import repro
+
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
 
 
 def test_quick_repro(tmp_path):
