@@ -176,7 +176,8 @@ class DataParallel:
 
     def backward_passes(self, n: int) -> int:
         """Backward passes this rank runs for its ``n`` micro-batches: FSDP2's collectives live inside the
-        passes, so every rank runs the largest count (the extra ones add zero); otherwise ``n``."""
+        passes, so every rank runs the largest count (the extra ones add zero); otherwise ``n``. Under FSDP2
+        this is itself a collective: call it before the mini-batch's first pass."""
         return self.max_over_ranks(n) if self.sharded else n
 
     def reduce_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:

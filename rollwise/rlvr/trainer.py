@@ -211,6 +211,7 @@ class Trainer:
                     own = mb_idx[mine[mb_idx]]
                     peaks.append({})
                     chunks = own.split(cfg.micro_batch_size or len(mb_idx)) if len(own) else ()
+                    n_passes = self.dp.backward_passes(len(chunks))  # a collective: before FSDP2's passes
                     for mc_idx in chunks:
                         shares = micro_batch_shares(token_mask[mc_idx], token_mask[mb_idx], len(mc_idx) / len(mb_idx),
                                                     self.loss_cfg.agg_mode)
@@ -219,7 +220,7 @@ class Trainer:
                         if reused is not None:
                             reused[mc_idx] = logprobs
                         accumulate(sums, peaks[-1], metrics, shares)
-                    for _ in range(self.dp.backward_passes(len(chunks)) - len(chunks)):
+                    for _ in range(n_passes - len(chunks)):
                         zero_backward(self.policy, batch.select(mb_idx[:1]), self.teacher_forced)
                     with self.timer("allreduce"):
                         self.dp.reduce_gradients(self.policy.parameters())
