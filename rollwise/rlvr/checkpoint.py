@@ -23,12 +23,23 @@ import torch
 
 from rollwise.errors import CheckpointError
 from rollwise.rlvr.models import save_policy
-from rollwise.rlvr.run_dir import read_run_id
 
 STATE_FILE = "trainer_state.pt"
 #: the run id a checkpoint belongs to, and its files' sizes and SHA-256 sums
 RUN_FILE = "run.json"
 MANIFEST = "manifest.json"
+
+
+#: the marker of a run folder (``run_dir.py``): ``{"run_id": ...}``
+MARKER = "run.json"
+
+
+def read_run_id(run_dir: str | Path) -> str | None:
+    """The id of the run that owns ``run_dir`` (None: no marker, e.g. a folder written by the Python API)."""
+    try:
+        return str(json.loads((Path(run_dir) / MARKER).read_text())["run_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def rng_state() -> dict[str, Any]:

@@ -17,22 +17,13 @@ import uuid
 from pathlib import Path
 
 from rollwise.errors import RunDirError
+from rollwise.rlvr.checkpoint import MARKER, latest_checkpoint, read_run_id
 
-#: the marker of a run folder: ``{"run_id": ...}``
-MARKER = "run.json"
 #: what rollwise writes into a run folder (files and folders); ``--overwrite`` removes only these
 ROLLWISE_FILES = ("run.json", "run.json.tmp", "metrics.jsonl", "metrics.tmp", "config.toml", "report.md", "checkpoints",
                   "warm_start", "warm_start_large", "large", "sft", "tb")
 #: the plots ``rollwise report`` writes into ``plots/`` (other files there are the user's)
 ROLLWISE_PLOTS = ("reward_vs_step.png", "reward_vs_wall.png", "kl_entropy.png", "phase_times.png")
-
-
-def read_run_id(run_dir: str | Path) -> str | None:
-    """The id of the run that owns ``run_dir`` (None: no marker, e.g. a folder written by the Python API)."""
-    try:
-        return str(json.loads((Path(run_dir) / MARKER).read_text())["run_id"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def clean_leftovers(run_dir: str | Path) -> list[Path]:
@@ -74,8 +65,6 @@ def claim_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool 
         RunDirError: the folder holds files (fresh run without ``overwrite``), is a file, or has no
             checkpoint to resume from.
     """
-    from rollwise.rlvr.checkpoint import latest_checkpoint
-
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run.output_dir={str(run_dir)!r} is a file, not a folder; choose another run.output_dir")

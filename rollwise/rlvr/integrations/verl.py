@@ -32,9 +32,9 @@ from torch import Tensor
 
 from rollwise.config import ConfigError
 from rollwise.rlvr.advantages import make_estimator
-from rollwise.rlvr.batch import RolloutBatch
 from rollwise.rlvr.correction import make_correction
 from rollwise.rlvr.integrations import verl_basis
+from rollwise.rlvr.integrations.verl_batch import placeholder_batch, rollout_batch
 
 #: verl name -> rollwise estimator name
 ESTIMATORS = {"rollwise_ucpo": "ucpo", "rollwise_divgrpo": "divgrpo"}
@@ -53,33 +53,6 @@ def _core_algos() -> Any:
 
 
 # ------------------------------------------------------------------------------------ estimators
-def group_ids_from_index(index: Any) -> Tensor:
-    """verl's ``index`` (B,) (numpy object array of prompt uids) -> (B,) int64 group ids, first seen = 0."""
-    ids: dict[Any, int] = {}
-    return torch.tensor([ids.setdefault(uid, len(ids)) for uid in list(index)], dtype=torch.long)
-
-
-def rollout_batch(token_level_rewards: Tensor, response_mask: Tensor, index: Any,
-                  old_log_probs: Tensor | None = None) -> RolloutBatch:
-    """The RolloutBatch an estimator sees, from verl's estimator arguments.
-
-    rewards = the token-level rewards summed per response (as verl's own outcome estimators do), group ids
-    from the uids, and the old log-probs. Token ids, prompts and engine log-probs are not available to a
-    verl estimator; they are zero placeholders that the registered estimators do not read.
-    """
-    return _batch(response_mask.float(), group_ids_from_index(index), rewards=token_level_rewards.sum(dim=-1),
-                  old_logprobs=old_log_probs)
-
-
-def _batch(response_mask: Tensor, group_ids: Tensor, **fields: Any) -> RolloutBatch:
-    """A RolloutBatch with zero placeholders for the token ids, prompts and engine log-probs."""
-    b, t = response_mask.shape
-    zeros = {"prompt_ids": torch.zeros(b, 0, dtype=torch.long), "prompt_mask": torch.zeros(b, 0, dtype=torch.long),
-             "response_ids": torch.zeros(b, t, dtype=torch.long), "rollout_logprobs": torch.zeros(b, t),
-             "truncated": torch.zeros(b, dtype=torch.bool)}
-    return RolloutBatch(response_mask=response_mask, group_ids=group_ids, **{**zeros, **fields})
-
-
 def estimator_params(config: Any, name: str) -> dict[str, Any]:
     """``algorithm.<name>`` of verl's algorithm config (DictConfig, AlgoConfig, dict or None) as a dict."""
     if config is None:
@@ -195,7 +168,7 @@ def compute_policy_loss_rollwise_ais(old_log_prob: Tensor, log_prob: Tensor, adv
     mask = response_mask.to(log_prob.dtype)
     delta = log_ratio_from_weights(rollout_is_weights, response_mask)
     # the correction reads delta = old_logprobs - rollout_logprobs: delta stands in for old_logprobs, 0 for the rest
-    batch = _batch(mask, torch.arange(mask.shape[0]), old_logprobs=delta, rollout_logprobs=torch.zeros_like(delta),
+    batch = placeholder_batch(mask, torch.arange(mask.shape[0]), old_logprobs=delta, rollout_logprobs=torch.zeros_like(delta),
                    advantages=advantages.detach())
     weights, keep, metrics = make_correction("ais", **ais_params())(batch)
     if keep is not None:

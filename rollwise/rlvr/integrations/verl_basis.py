@@ -109,7 +109,7 @@ def compute_rollwise_basis_advantage(token_level_rewards: Tensor, response_mask:
     Returns:
         (advantages, returns), both (B, T): A_i = r_i - b_i, whitened (BASIS, ``Basis.compute``).
     """
-    from rollwise.rlvr.integrations.verl import _batch, group_ids_from_index
+    from rollwise.rlvr.integrations.verl_batch import group_ids_from_index, placeholder_batch
 
     est = basis_estimator(config)
     b = response_mask.shape[0]
@@ -122,7 +122,7 @@ def compute_rollwise_basis_advantage(token_level_rewards: Tensor, response_mask:
     else:
         keys = [prompt_text(p) for p in prompts]
     group_ids = torch.arange(b) if index is None else group_ids_from_index(index)
-    batch = _batch(response_mask.float(), group_ids, rewards=token_level_rewards.sum(dim=-1), prompts=keys)
+    batch = placeholder_batch(response_mask.float(), group_ids, rewards=token_level_rewards.sum(dim=-1), prompts=keys)
     advantages = est(batch).to(token_level_rewards.dtype)
     return advantages, advantages
 
