@@ -1,7 +1,8 @@
 """Shared set-up of the BASIS benchmarks (value_mse.py, policy_compare.py): the task, pi_0 and its cache.
 
 pi_0 is the tiny default model warmed up with SFT; it is built once per setting and cached under
-``runs/basis-bench/`` (not committed), so both benchmarks score the same initial policy.
+``runs/basis-bench/`` (not committed), so both benchmarks score the same initial policy. Cached artefacts are
+named by ``cache_key``: the task and a hash of every config value that changes them.
 """
 
 from __future__ import annotations
@@ -71,6 +72,31 @@ def config(setting: Setting, algorithm: str | None, extra: list[str] | None = No
     return resolve_config(overrides=setting.overrides() + list(extra or []), algorithm=algorithm)
 
 
+#: the config keys that determine pi_0 (the SFT warm start also draws with train.seed)
+PI0_KEYS = ("model", "task", "sft", "train.seed")
+#: and, on top, the offline prior of BASIS (Stage O rolls pi_0 out with the rollout and estimator settings)
+PRIOR_KEYS = (*PI0_KEYS, "rollout", "algorithm.estimator", "algorithm.estimator_params")
+
+
+def cache_key(cfg: Any, keys: tuple[str, ...]) -> str:
+    """``<task>-<hash>``: names a cached artefact by every config value in ``keys`` (dotted paths), so a run
+    with another task, model, warm start or prior setting never reuses it."""
+    import hashlib
+    import json
+
+    from rollwise.config import to_dict
+
+    data = to_dict(cfg)
+    picked = {}
+    for key in keys:
+        value: Any = data
+        for part in key.split("."):
+            value = value[part]
+        picked[key] = value
+    digest = hashlib.sha256(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{cfg.task.name}-{digest}"
+
+
 def initial_policy(setting: Setting):
     """(policy, tokenizer, task) at pi_0, built with SFT on the first call and loaded from the cache after."""
     if setting.task != "add3":
@@ -84,7 +110,7 @@ def initial_policy(setting: Setting):
 
     cfg = config(setting, None)
     task = make_task(cfg.task.name, **cfg.task.params)
-    warm = CACHE / f"pi0-{setting.tag()}"
+    warm = CACHE / f"pi0-{cache_key(cfg, PI0_KEYS)}"
     if (warm / "config.json").exists():
         policy, tokenizer = load_policy(warm)
     else:

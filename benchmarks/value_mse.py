@@ -31,7 +31,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, publish  # noqa: E402
-from basis_setup import CACHE, Setting, config, initial_policy, testbed_lr, testbed_setting  # noqa: E402
+from basis_setup import (  # noqa: E402
+    CACHE,
+    PRIOR_KEYS,
+    Setting,
+    cache_key,
+    config,
+    initial_policy,
+    testbed_lr,
+    testbed_setting,
+)
 
 #: BASIS variants scored (name -> estimator parameters); "probe25" rebuilds the prior from 25% + a probe
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -86,13 +95,14 @@ def offline_prior(setting: Setting, policy, tokenizer, task) -> dict[str, Any]:
     """Stage O once (cached): the default BASIS estimator's state after ``prepare`` on pi_0, plus features."""
     import torch
 
-    path = CACHE / f"prior-{setting.tag()}.pt"
+    cfg = config(setting, "basis")
+    path = CACHE / f"prior-{cache_key(cfg, PRIOR_KEYS)}.pt"
     if path.exists():
         return torch.load(path, weights_only=False)
     from rollwise.rlvr.models import encode_prompts, prompt_features
     from rollwise.rlvr.trainer import Trainer
 
-    trainer = Trainer(config(setting, "basis"), copy_of(policy), tokenizer, task)
+    trainer = Trainer(cfg, copy_of(policy), tokenizer, task)
     trainer.estimator.prepare(trainer)
     prompts = [e.prompt for e in trainer.train_pool]
     ids, mask = encode_prompts(tokenizer, prompts)
@@ -142,14 +152,15 @@ def shadow_run(setting: Setting, seed: int, checkpoints: list[int], prior: dict[
     from rollwise.rlvr.models import prompt_features, save_policy
     from rollwise.rlvr.trainer import Trainer
 
-    root = CACHE / f"rpp-{setting.tag()}-seed{seed}" if lr == 1e-4 else CACHE / f"rpp-{setting.tag()}-lr{lr:g}-seed{seed}"
+    cfg = config(setting, "reinforce_pp", [f"train.seed={seed}", f"train.steps={max(checkpoints)}", f"train.lr={lr}"])
+    # pi_0 (built with the setting's seed) and every setting of the REINFORCE++ run
+    root = CACHE / f"rpp-{cache_key(cfg, ('model', 'task', 'sft', 'rollout', 'algorithm', 'train'))}"
+    cfg.run.output_dir = str(root)
     paths = {c: root / f"step-{c:04d}" for c in checkpoints}
     if all((p / "shadow.pt").exists() for p in paths.values()):
         states = torch.load(paths[checkpoints[0]] / "shadow.pt", weights_only=False)
         if set(states) == set(VARIANTS):
             return paths
-    cfg = config(setting, "reinforce_pp", [f"train.seed={seed}", f"train.steps={max(checkpoints)}",
-                                           f"train.lr={lr}", f"run.output_dir={root}"])
     trainer = Trainer(cfg, copy_of(policy), tokenizer, task)
     shadows = make_variants(prior)
     t0 = time.perf_counter()
