@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: the checkout: paths inside it are written relative to it, so no result names a machine's folders
+ROOT = RESULTS.parent.parent
 
 
 def machine() -> dict[str, Any]:
@@ -27,10 +29,16 @@ def write_results(name: str, payload: dict[str, Any], markdown: str, out_dir: Pa
 
     out = out_dir or RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(to_jsonable({**payload, "machine": machine()}), indent=2))
+    text = json.dumps(to_jsonable({**payload, "machine": machine()}), indent=2)
+    (out / f"{name}.json").write_text(relative_paths(text))
     md = out / f"{name}.md"
-    md.write_text(markdown)
+    md.write_text(relative_paths(markdown))
     return md
+
+
+def relative_paths(text: str) -> str:
+    """``text`` with every path inside the checkout written relative to it."""
+    return text.replace(f"{ROOT}/", "").replace(str(ROOT), ".")
 
 
 def publish(name: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None) -> Path:

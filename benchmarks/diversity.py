@@ -93,12 +93,12 @@ def make_trainer_class():
 
     class DiagnosedTrainer(Trainer):
         def compute_advantages(self, batch):
-            batch = super().compute_advantages(batch)
+            batch, metrics = super().compute_advantages(batch)
             args = (batch.rewards, batch.old_logprobs, batch.response_mask, batch.group_ids)
             seq = correct_set_diagnostics(*args, length_norm=False)
             self.last_diag = {**correct_set_diagnostics(*args), "ucpo/Hq_norm_seq": seq["ucpo/Hq_norm"],
                               "ucpo/max_q_seq": seq["ucpo/max_q"]}
-            return batch
+            return batch, metrics
 
     return DiagnosedTrainer
 
