@@ -25,9 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, publish  # noqa: E402
 from diversity_bandit import bandit_table  # noqa: E402
 
-#: the MakeN settings (ucpo.md 3.1, CPU-sized). v1: operators + - only, 8 held-out targets, 150 RL steps (the first
-#: run, kept as history in results/diversity_v1.*); v2: the redesign of docs/ucpo.md ("Benchmark design v2"),
-#: chosen from the warm start's own held-out metrics (``--warm-only``) before any GRPO-vs-UCPO comparison.
+#: the benchmark designs (docs/ucpo.md; superseded ones: docs/history/ucpo.md and git). ``make_n`` (the default):
+#: MakeN with + - * and |C(N)| >= 8, N <= 60 (94 targets, 19 held out), the shared lexicographic Zipf ranking (so
+#: the skew carries over to held-out targets), 700 SFT steps (training targets at moderate pass@1) and RL lr 1e-4
+#: (training groups stay mixed, with distinct correct answers inside them, for about 150 of the 300 steps), chosen
+#: from GRPO-only pilots on a separate seed before any UCPO run; the sequence-q variant (a flag, not the authors'
+#: setting) is a secondary row.
 COMMON = [
     "task.name=make_n", "task.params.sft_zipf=1.0", "model.tiny.num_heads=4", "sft.batch_size=128",
     "sft.lr=3e-3", "sft.examples=20000", "rollout.max_new_tokens=6", "rollout.n=8", "rollout.temperature=1.0",
@@ -40,33 +43,13 @@ GRPO_AND_IQ: dict[str, list[str]] = {
     "UCPO tau=0.5": ["algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5"],
 }
 DESIGNS: dict[str, dict[str, Any]] = {
-    "v1": {"setup": [*COMMON, "task.params.ops=+-", "task.params.min_correct=8", "model.tiny.hidden_size=64",
-                     "model.tiny.num_layers=2", "model.tiny.intermediate_size=256"],
-           "steps": 150, "sft_steps": 400,
-           # flag variant (not the authors' setting): q from the sequence log-prob. With equal-length MakeN
-           # answers the authors' per-token mean makes q ~ pi(y)^(1/6), close to uniform.
-           "methods": {**GRPO_AND_IQ, "UCPO tau=0.5 seq-logp": [
-               "algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
-               "algorithm.estimator_params.length_norm=false"]}},
-    # v2: + - * with |C(N)| >= 8 and N <= 60 (94 targets, 19 held out), the shared lexicographic Zipf ranking
-    # (so the skew carries over to held-out targets), 1500 SFT steps, 300 RL steps (ucpo.md 3.2 "about 300")
-    "v2": {"setup": [*COMMON, "task.params.ops=+-*", "task.params.min_correct=8", "task.params.max_target=60",
-                     "task.params.sft_rank=lex", "model.tiny.hidden_size=64", "model.tiny.num_layers=2",
-                     "model.tiny.intermediate_size=256"],
-           "steps": 300, "sft_steps": 1500, "methods": GRPO_AND_IQ},
-    # v3: v2's task and model with the regime fixed (docs/ucpo.md "Benchmark design v3"), chosen from GRPO-only
-    # pilots on a separate seed (9) before any UCPO run: 700 SFT steps put the training targets at moderate
-    # pass@1 (0.34 on seed 0) and RL lr 1e-4 keeps the training groups mixed (reward 0.19 -> 0.57 over 300 steps)
-    # with distinct correct answers inside them for about 150 steps; v2 saturated (0.96 reward by step 61) and
-    # collapsed within groups by step ~30, where no UCPO estimator has anything to act on. The sequence-q
-    # variant (a flag, not the authors' setting) is a secondary row, as in v1.
-    "v3": {"setup": [*COMMON, "task.params.ops=+-*", "task.params.min_correct=8", "task.params.max_target=60",
-                     "task.params.sft_rank=lex", "model.tiny.hidden_size=64", "model.tiny.num_layers=2",
-                     "model.tiny.intermediate_size=256"],
-           "steps": 300, "sft_steps": 700, "lr": 1e-4,
-           "methods": {**GRPO_AND_IQ, "UCPO tau=0.5 seq-logp": [
-               "algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
-               "algorithm.estimator_params.length_norm=false"]}},
+    "make_n": {"setup": [*COMMON, "task.params.ops=+-*", "task.params.min_correct=8", "task.params.max_target=60",
+                         "task.params.sft_rank=lex", "model.tiny.hidden_size=64", "model.tiny.num_layers=2",
+                         "model.tiny.intermediate_size=256"],
+               "steps": 300, "sft_steps": 700, "lr": 1e-4,
+               "methods": {**GRPO_AND_IQ, "UCPO tau=0.5 seq-logp": [
+                   "algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
+                   "algorithm.estimator_params.length_norm=false"]}},
     # testbed: Countdown with written steps (docs/ucpo.md "Benchmark design: reasoning testbed"), registered
     # before any method run: the countdown-steps base (rollwise base build), GRPO's batch (16 prompts x 8), the
     # testbed's lr, 200 steps, 32 held-out prompts x 64 samples; the authors' token-level q and the
@@ -77,9 +60,9 @@ DESIGNS: dict[str, dict[str, Any]] = {
                     "algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5",
                     "algorithm.estimator_params.length_norm=false"]}},
 }
-DEFAULT_DESIGN = "v2"
-SETUP: list[str] = DESIGNS["v2"]["setup"]
-METHODS: dict[str, list[str]] = DESIGNS["v2"]["methods"]
+DEFAULT_DESIGN = "make_n"
+SETUP: list[str] = DESIGNS[DEFAULT_DESIGN]["setup"]
+METHODS: dict[str, list[str]] = DESIGNS[DEFAULT_DESIGN]["methods"]
 PAPER = {"pass@64 (AIME24)": "+10 points (UCPO vs GRPO, up to)", "equation-level diversity": "+45% (up to)",
          "pass@1": "close to GRPO"}
 FINAL_KEYS = ["pass@1", "pass@4", "pass@16", "pass@64", "distinct_correct@64", "h_norm", "equation_ratio",
@@ -350,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "inflated several-fold).", "",
         "## Tabular bandit (K=60, C=15, G=8, 16 groups/step, lr 0.1, 600 steps, seeds 0-2)", "",
         markdown_table(bandit_rows), "", *[f"- {c}" for c in bandit_checks], "",
-        (f"## MakeN, design {args.design} (3 operands, digits 1-9; held-out targets; 64 samples per target, "
+        ("## MakeN (3 operands, digits 1-9; held-out targets; 64 samples per target, "
          "temperature 1)" if base is None else f"## Countdown with written steps, design {args.design} (base {base}; "
          f"{eval_prompts} held-out and {eval_prompts} training prompts; 64 samples per prompt, temperature 1; "
          "equation_ratio = distinct / correct samples)"), "",
