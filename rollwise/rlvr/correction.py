@@ -145,8 +145,13 @@ class Correction:
 
     name: ClassVar[str] = ""
 
+    #: typed parameters from ``algorithm.correction_params`` (a dataclass, optionally with ``validate``), or None
+    Config: ClassVar[type | None] = None
+
     def __init__(self, **params: Any) -> None:
-        if params:
+        if self.Config is not None:
+            self.cfg = parse_params(self.Config, params, self.name)
+        elif params:
             raise ConfigError(f"correction {self.name!r} takes no parameters {sorted(params)}")
 
     def weights(self, log_ratio: Tensor, mask: Tensor, advantages: Tensor | None = None
@@ -219,8 +224,8 @@ class TISConfig:
 class TruncatedIS(Correction):
     """Truncated importance sampling (ais.md section 3): w = clamp(rho, floor, C) at token or sequence level."""
 
-    def __init__(self, **params: Any) -> None:
-        self.cfg = parse_params(TISConfig, params, self.name)
+    Config = TISConfig
+    cfg: TISConfig
 
     def weights(self, log_ratio: Tensor, mask: Tensor, advantages: Tensor | None = None
                 ) -> tuple[Tensor | None, Tensor | None, dict[str, float]]:
@@ -249,8 +254,8 @@ class MISConfig:
 class MaskedIS(Correction):
     """Masked importance sampling (ais.md section 3): keep = lower <= rho <= upper, w = rho * keep."""
 
-    def __init__(self, **params: Any) -> None:
-        self.cfg = parse_params(MISConfig, params, self.name)
+    Config = MISConfig
+    cfg: MISConfig
 
     def weights(self, log_ratio: Tensor, mask: Tensor, advantages: Tensor | None = None
                 ) -> tuple[Tensor | None, Tensor | None, dict[str, float]]:
@@ -366,8 +371,11 @@ class AdaptiveIS(Correction):
     P = 1/(1 + (V/tau_v)^2); lambda = clip(S R P); w_hat = (1 - lambda) + lambda min(rho, C).
     """
 
+    Config = AISConfig
+    cfg: AISConfig
+
     def __init__(self, **params: Any) -> None:
-        self.cfg = parse_params(AISConfig, params, self.name)
+        super().__init__(**params)
         self.prev_lambda: float | None = None
 
     def weights(self, log_ratio: Tensor, mask: Tensor, advantages: Tensor | None = None
