@@ -37,7 +37,7 @@ WORLD = 2
 CODISTILL = ["model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2",
              "model.tiny.intermediate_size=64", "codistill.large.tiny.hidden_size=48",
              "codistill.large.tiny.num_layers=2", "codistill.large.tiny.num_heads=2",
-             "codistill.large.tiny.intermediate_size=96", "codistill.m=6", "codistill.g=4"]
+             "codistill.large.tiny.intermediate_size=96", "codistill.m=6", "codistill.g=4", "rollout.n=6"]
 COMBOS = {
     # the large model scores all M rollouts; seq-mean-token-mean (the preset's), 2 mini-batches
     "alpha1": ["codistill.alpha=1", "train.mini_batches=2"],
