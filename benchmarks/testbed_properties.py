@@ -210,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     args.checkpoints = [int(c) for c in args.checkpoints.split(",")]
     args.name = args.name or ("testbed_properties_quick" if args.quick else "testbed_properties")
 
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(args.threads)
     t0 = time.perf_counter()
     rows = [measure(name, args) for name in args.testbeds]

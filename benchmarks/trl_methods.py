@@ -154,10 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_prompts < args.rollouts_per_step:
         ap.error("--train-prompts must be at least --rollouts-per-step (BASIS's prompts per step)")
 
-    from rollwise.rlvr.commands import _quiet_transformers
+    from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
-    _quiet_transformers()
+    quiet_transformers()
     set_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     t_start = time.perf_counter()

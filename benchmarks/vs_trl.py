@@ -176,7 +176,7 @@ def run_trl(folder: Path, seed: int, steps: int, eval_prompts: int, out: Path, t
 def run_rollwise(folder: Path, seed: int, steps: int, eval_prompts: int, out: Path, threads: int) -> dict[str, Any]:
     """One ``rollwise train`` run from ``folder`` with the same settings (in process)."""
     from rollwise.rlvr.checkpoint import latest_checkpoint
-    from rollwise.rlvr.commands import run_training
+    from rollwise.rlvr.job import run_training
     from rollwise.rlvr.models import load_policy
     from rollwise.rlvr.run_config import resolve_config
 

@@ -181,9 +181,9 @@ def main(args: argparse.Namespace) -> int:
         spec = get_spec(args.name)
         if args.threads:
             spec = with_overrides(spec, threads=args.threads)
-        from rollwise.rlvr.commands import _quiet_transformers
+        from rollwise.rlvr.policy import quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         path = build(args.name, args.root, spec, force=args.force)
     except ConfigError as e:
         print(f"rollwise base build: config error: {e}", file=sys.stderr)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rollwise.rlvr import commands
+from rollwise.rlvr.job import run_training
 from rollwise.rlvr.rewards import RewardRunner, exact_answer, is_builtin
 from rollwise.rlvr.tasks.arithmetic import Add3
 from rollwise.rlvr.tasks.mathcheck import MathVerifyReward
@@ -52,7 +52,7 @@ def test_accuracy_is_the_task_verifiers_not_the_summed_reward():
 def test_step_accuracy_ignores_a_second_reward_function(small_config, monkeypatch):
     monkeypatch.setattr(Add3, "reward_funcs", lambda self: [exact_answer, always_one])
     cfg = small_config("sft.steps=5", "train.steps=2", "rollout.n=2", "algorithm.estimator=rloo")
-    commands.run_training(cfg)
+    run_training(cfg)
     steps = [rec for rec in read_jsonl(f"{cfg.run.output_dir}/metrics.jsonl") if rec["step"] > 0]
     for rec in steps:
         assert rec["accuracy"] == pytest.approx(rec["reward/exact_answer/mean"])
