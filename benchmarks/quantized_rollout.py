@@ -9,10 +9,10 @@ Two parts, both written to ``benchmarks/results/quantized_rollout.{json,md}`` wi
    Reported per arm and seed: final exact accuracy V(x) = pi(answer | x) of the fp32 policy on the training
    pool (and the test pool), ESS / mismatch / lambda / entropy curves, and spec 5.4's acceptance items (a)-(d).
 
-Two designs (``--design``, docs/ais.md): ``v2`` (default) follows spec 5.4: task ``reverse`` with op sort, 16
-letters over ``abcdefgh`` to write in sorted order, rewarded only if the whole 17-token response (with EOS) is
-exact (vocabulary 99), a short warm start that leaves the exact-match rate near 10-20%, int4 rollouts. ``v1`` is the first design (add3 with
-single-digit operands, int3, 60 steps), kept so its results (``results/quantized_rollout_v1.*``) reproduce.
+The design (docs/ais.md) follows spec 5.4: task ``reverse`` with op sort, 16 letters over ``abcdefgh`` to write
+in sorted order, rewarded only if the whole 17-token response (with EOS) is exact (vocabulary 99), a short warm
+start that leaves the exact-match rate near 10-20%, int4 rollouts. The first design (add3, int3) is in
+docs/history/ais.md; its results are ``results/quantized_rollout_v1.*`` and its code is in git.
 
 Run: ``rollwise bench quantized-rollout [--quick]`` (see ``--help``).
 """
@@ -41,23 +41,17 @@ ARMS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
 }
 
 
-#: benchmark designs (docs/ais.md): defaults of the training flags; explicit flags still win
-DESIGNS: dict[str, dict[str, Any]] = {
-    # the first design: add3 with 1-2 answer tokens, int3, 60 steps (results kept as quantized_rollout_v1.*)
-    "v1": {"task": "add3", "max_operand": 9, "fmt": "int3", "steps": 60, "sft_steps": 80, "sft_lr": 3e-3,
-           "prompts": 16, "n": 8, "lr": 5e-4, "runs": "runs/bench-quantized-rollout"},
-    # spec 5.4: sort 16 letters over an 8-letter alphabet, exact match of the whole 17-token response (sparse:
-    # ~20% after the warm start on the pilot seed), int4; chosen on pilot seed 9 (docs/ais.md, design v2)
-    "v2": {"task": "reverse", "op": "sort", "length": 16, "alphabet": "abcdefgh", "sft_noise": 0.0, "fmt": "int4",
-           "steps": 100, "sft_steps": 175, "sft_lr": 3e-3, "prompts": 16, "n": 8, "lr": 2e-4,
-           "runs": "runs/bench-quantized-rollout-v2"},
-}
+#: the benchmark design (docs/ais.md; the first design is in docs/history/ais.md and git): sort 16 letters over an
+#: 8-letter alphabet, exact match of the whole 17-token response (sparse: ~20% after the warm start on the pilot
+#: seed), int4; chosen on pilot seed 9. These are the training flags' defaults; explicit flags still win.
+DESIGN: dict[str, Any] = {"task": "reverse", "op": "sort", "length": 16, "alphabet": "abcdefgh", "sft_noise": 0.0,
+                          "fmt": "int4", "steps": 100, "sft_steps": 175, "sft_lr": 3e-3, "prompts": 16, "n": 8,
+                          "lr": 2e-4, "runs": "runs/bench-quantized-rollout-v2"}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rollwise bench quantized-rollout", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small settings (one seed, few steps) for a smoke run")
-    p.add_argument("--design", default="v2", choices=sorted(DESIGNS), help="benchmark design (docs/ais.md)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     p.add_argument("--fmt", default="int4", help="rollout format of the quantized arms (see engines/quantized.py)")
     p.add_argument("--activations", action="store_true", help="also fake-quantize Linear inputs (FP8 formats)")
@@ -88,16 +82,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="do not train: summarise the runs already in --runs (re-reads metrics and final checkpoints)")
     p.add_argument("--out", default=str(RESULTS), help="folder for the json/md/png results")
     p.add_argument("--runs", default="runs/bench-quantized-rollout-v2", help="folder for the training runs")
-    design = p.parse_known_args(argv)[0].design
-    p.set_defaults(**{k.replace("-", "_"): v for k, v in DESIGNS[design].items()})
+    p.set_defaults(**DESIGN)
     if "--quick" in argv:  # smaller defaults; explicit flags still win
         p.set_defaults(seeds="0", steps=30, speed_reps=2)
     return p.parse_args(argv)
 
 
 def result_name(args: argparse.Namespace) -> str:
-    """Stem of the result files: ``quantized_rollout`` (design v2), ``..._v1``; ``_quick`` for --quick."""
-    return NAME + ("" if args.design == "v2" else f"_{args.design}") + ("_quick" if args.quick else "")
+    """Stem of the result files: ``quantized_rollout``; ``_quick`` for --quick."""
+    return NAME + ("_quick" if args.quick else "")
 
 
 # ------------------------------------------------------------------------------------------ speed
