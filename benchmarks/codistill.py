@@ -27,7 +27,8 @@ Wall-clock per step, three definitions (median over steps 2..S of the per-step r
               generation + large old log-probs + large update.
     lean      the whole step against a leaner GRPO-large that skips its old-log-prob pass (possible here because
               the in-process engine samples with the policy's own weights): GRPO-large's step minus that pass.
-Writes benchmarks/results/codistill.{json,md} and codistill_*.png (``--quick``: codistill_quick.*; ``--name N``: N.*).
+Writes benchmarks/results/codistill.{json,md} and codistill_*.png (``--is-mode ppo_clip``: codistill_ppo_clip.*;
+``--quick``: ..._quick.*; ``--name N``: N.*).
 """
 
 from __future__ import annotations
@@ -308,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only time the large model's scoring of all vs distinct rollouts (first seed's warm starts)")
     ap.add_argument("--out", default="runs/bench-codistill")
     ap.add_argument("--results", default=str(RESULTS), help="folder of the results files")
-    ap.add_argument("--name", default="", help="results file stem (default codistill, --quick codistill_quick)")
+    ap.add_argument("--name", default="",
+                    help="results file stem (default codistill[_<is-mode> unless truncated][_quick])")
     return ap
 
 
@@ -358,7 +360,9 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
     from rollwise.report import bar_plot, fmt, line_plot, markdown_table
 
     out = Path(args.results)
-    name = args.name or ("codistill_quick" if args.quick else "codistill")
+    # one naming rule: the script, then the variant (a non-default large-model update), then _quick
+    name = args.name or ("codistill" + ("" if args.is_mode == "truncated" else f"_{args.is_mode}")
+                         + ("_quick" if args.quick else ""))
     runs = ["warm", *RUNS]
     keys = ("small_pass1", "small_greedy", "large_pass1", "large_greedy", "kl_small_large", "small_sft_steps",
             "large_sft_steps", *TIMINGS,
