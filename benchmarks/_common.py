@@ -47,3 +47,15 @@ def publish(name: str, payload: dict[str, Any], markdown: str, out_dir: Path | N
     print(markdown.rstrip("\n"))
     print(f"written: {path}")
     return path
+
+
+def pearson(x: list[float], y: list[float]) -> float:
+    """Pearson correlation of two equal-length series; NaN with fewer than 3 points or a constant series."""
+    import statistics
+
+    if len(x) < 3:
+        return float("nan")
+    try:
+        return statistics.correlation(x, y)
+    except statistics.StatisticsError:  # a constant series
+        return float("nan")

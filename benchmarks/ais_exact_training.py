@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, pearson, write_results  # noqa: E402
 
 NAME = "ais_exact_training"
 ARMS = ("fp32", "none", "token-TIS", "seq-IS", "AIS", "AIS-flipped")
@@ -265,13 +265,9 @@ def _window(records: list[dict], key: str, first: bool, frac: float = 0.1) -> fl
 
 
 def _corr(records: list[dict], a: str, b: str) -> float:
+    """Pearson correlation over training steps of two logged metrics."""
     pairs = [(r[a], r[b]) for r in records[:-1] if a in r and b in r]
-    if len(pairs) < 3:
-        return float("nan")
-    x, y = zip(*pairs)
-    if statistics.pstdev(x) == 0 or statistics.pstdev(y) == 0:
-        return float("nan")
-    return statistics.correlation(x, y)
+    return pearson(*map(list, zip(*pairs))) if pairs else float("nan")
 
 
 def _acc_at(records: list[dict], step: int) -> float:

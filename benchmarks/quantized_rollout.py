@@ -28,7 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, pearson, relative_paths  # noqa: E402
+
 NAME = "quantized_rollout"
 
 #: arm -> (rollout engine, engine params, correction, correction params)
@@ -286,11 +289,7 @@ def _corr(records: list[dict[str, Any]], a: str, b: str) -> float:
     steps = sorted(set(pa) & set(pb))
     if len(steps) < 3:
         return float("nan")
-    x, y = _smooth([pa[s] for s in steps]), _smooth([pb[s] for s in steps])
-    try:
-        return statistics.correlation(x, y)
-    except statistics.StatisticsError:  # a constant series
-        return float("nan")
+    return pearson(_smooth([pa[s] for s in steps]), _smooth([pb[s] for s in steps]))
 
 
 def summarise(all_runs: dict[str, dict[int, list[dict[str, Any]]]], out: Path, stem: str = NAME
@@ -427,7 +426,7 @@ def write(out: Path, payload: dict[str, Any], stem: str = NAME) -> None:
     from rollwise.report import markdown_table
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=str))
+    (out / f"{stem}.json").write_text(relative_paths(json.dumps(payload, indent=2, default=str)))
     lines = ["# Quantized rollouts and their correction", "", f"Command: `{payload['command']}`", "",
              f"Wall-clock {payload['seconds']:.0f} s on a shared 2-core CPU ({payload['settings']['threads']} torch "
              "thread(s)); timings are inflated by other jobs, ratios are measured in the same process.", ""]
@@ -448,7 +447,7 @@ def write(out: Path, payload: dict[str, Any], stem: str = NAME) -> None:
         lines += ["## Per arm and seed", "", markdown_table(payload["per_seed"]), ""]
     lines += ["## Settings", "", "```", json.dumps(payload["settings"], indent=1), "```", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in payload["figures"]]
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text(relative_paths("\n".join(lines) + "\n"))
 
 
 def main(argv: list[str] | None = None) -> int:
