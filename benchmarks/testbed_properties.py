@@ -121,6 +121,25 @@ def stability_run(tb: TestbedRL, policy0, tokenizer, task, examples, checkpoints
     return out
 
 
+def cached_measure(name: str, args) -> dict[str, Any]:
+    """:func:`measure`, cached in ``runs/bench-testbed/`` under every setting that changes it (so testbeds can be
+    measured by separate processes in parallel and collected by one final call)."""
+    import json
+
+    from rollwise.rlvr.base_models import get_spec
+
+    tb = testbed(name)
+    key = f"{name}-{get_spec(tb.base).key()}-lr{tb.lr:g}-b{tb.prompts}-p{args.prompts}-a{args.answer_prompts}-" \
+          f"g{args.group}-c{'_'.join(map(str, args.checkpoints))}-s{args.seed}"
+    path = Path(args.cache) / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    row = measure(name, args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row))
+    return json.loads(path.read_text())  # the same types (string keys) as a cached row
+
+
 def measure(name: str, args) -> dict[str, Any]:
     tb = testbed(name)
     policy0, tokenizer, task, build = load_base(tb, args.root)
@@ -142,16 +161,29 @@ def measure(name: str, args) -> dict[str, Any]:
             vals = np.array([e.columns[key] for e in examples])
             row[f"V0_by_{key}"] = {int(k): float(v0[vals == k].mean()) for k in np.unique(vals)}
     row["measure_seconds"] = time.perf_counter() - t0
-    row["stability"] = stability_run(tb, policy0, tokenizer, task, examples, args.checkpoints, args.seed, v0)
+    if degenerate(row) and not args.force_stability:  # no reward, no update: corr(V_0, V_t) = 1 would be vacuous
+        row["stability"] = {}
+        row["stability_skipped"] = (f"pi_0 gives no reward signal (mixed groups {row['rollouts']['mixed_group_frac']:.3f}, "
+                                    f"V_0 q90 {row['V0']['q90']:.2e}): RL would not move the policy")
+    else:
+        row["stability"] = stability_run(tb, policy0, tokenizer, task, examples, args.checkpoints, args.seed, v0)
     return row
+
+
+def degenerate(row: dict[str, Any]) -> bool:
+    """True when pi_0 gives RL no signal: no mixed-reward group and V_0 below 0.01 at its 90th percentile."""
+    return row["rollouts"]["mixed_group_frac"] == 0 and row["V0"]["q90"] < 0.01
 
 
 def verdicts(rows: list[dict[str, Any]], last: int) -> list[dict[str, Any]]:
     out = []
     for r in rows:
-        corr = r["stability"][last]["pearson"]
-        out.append({"testbed": r["testbed"], f"corr(V_0, V_{last})": f"{corr:.3f}",
-                    "corr >= 0.9": bool(corr >= 0.9), "mean response (tokens)": f"{r['rollouts']['mean_len']:.1f}",
+        corr = r["stability"][str(last)]["pearson"] if r["stability"] else None
+        out.append({"testbed": r["testbed"], "mean V_0": f"{r['V0']['mean']:.3g}",
+                    "mixed groups": f"{r['rollouts']['mixed_group_frac']:.3f}",
+                    f"corr(V_0, V_{last})": "not run (degenerate base)" if corr is None else f"{corr:.3f}",
+                    "corr >= 0.9": "n/a" if corr is None else bool(corr >= 0.9),
+                    "mean response (tokens)": f"{r['rollouts']['mean_len']:.1f}",
                     ">= 30": bool(r["rollouts"]["mean_len"] >= 30),
                     "median distinct correct (64 samples)": r.get("distinct_correct@64", "n/a"),
                     ">= 3": bool(r["distinct_correct@64"] >= 3) if "distinct_correct@64" in r else "n/a"})
@@ -185,7 +217,8 @@ def to_markdown(rows: list[dict[str, Any]], args, seconds: float) -> str:
             if f"V0_by_{key}" in r:
                 md += [f"Mean V_0 by {key}: " + ", ".join(f"{k}: {v:.3f}" for k, v in r[f"V0_by_{key}"].items()), ""]
         md += [markdown_table([{"step": s, **{k: f"{v:.3f}" for k, v in d.items()}}
-                               for s, d in r["stability"].items()]), ""]
+                               for s, d in r["stability"].items()]) if r["stability"] else
+               f"Stability run not made: {r['stability_skipped']}.", ""]
     return "\n".join(md)
 
 
@@ -201,9 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--root", default="runs/base", help="base model cache")
     ap.add_argument("--name", default=None, help="results file name (default testbed_properties[_quick])")
+    ap.add_argument("--cache", default="runs/bench-testbed", help="measured rows, reused by later calls")
+    ap.add_argument("--force-stability", action="store_true", help="run the RL stability run even on a degenerate base")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    if args.quick:
+    if args.quick:  # the CI bases are degenerate (30 SFT steps): the stability run is forced to test it
+        args.force_stability = True
         args.testbeds = args.testbeds or "column-arith-ci,countdown-steps-ci"
         args.prompts, args.answer_prompts, args.group, args.checkpoints = 16, 4, 4, "2,4"
     args.testbeds = (args.testbeds or "column-arith,countdown-steps").split(",")
@@ -216,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_transformers()
     set_threads(args.threads)
     t0 = time.perf_counter()
-    rows = [measure(name, args) for name in args.testbeds]
+    rows = [cached_measure(name, args) for name in args.testbeds]
     seconds = time.perf_counter() - t0
     payload = {"command": "rollwise bench testbed-properties" + (" --quick" if args.quick else ""),
                "targets": TARGETS, "rows": rows, "verdicts": verdicts(rows, max(args.checkpoints)), "seconds": seconds}

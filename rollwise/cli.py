@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("name", nargs="?", help="base model name (see: rollwise base list)")
     bb.add_argument("--root", default="runs/base", help="cache folder (default runs/base)")
     bb.add_argument("--threads", type=int, default=0, help="torch threads (default: the spec's, 1)")
+    bb.add_argument("--sft-steps", type=int, default=0, help="override the spec's SFT steps (the cache key follows)")
     bb.add_argument("--force", action="store_true", help="rebuild even when cached")
 
     rr = sub.add_parser("repro", help="reproduce a paper's headline experiment at CPU scale")

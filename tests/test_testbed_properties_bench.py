@@ -25,7 +25,8 @@ def test_correlations_and_spread_golden():
 
 def test_quick_run_writes_results(tmp_path):
     bench = load_benchmark("testbed_properties")
-    assert bench.main(["--quick", "--root", str(tmp_path / "base"), "--out", str(tmp_path)]) == 0
+    assert bench.main(["--quick", "--root", str(tmp_path / "base"), "--out", str(tmp_path), "--cache",
+                       str(tmp_path / "rows")]) == 0
     data = json.loads((tmp_path / "testbed_properties_quick.json").read_text())
     rows = {r["testbed"]: r for r in data["rows"]}
     assert set(rows) == {"column-arith-ci", "countdown-steps-ci"}
@@ -35,3 +36,15 @@ def test_quick_run_writes_results(tmp_path):
     assert rows["countdown-steps-ci"]["answers"]["min_size_C(x)"] >= 1
     assert set(rows["column-arith-ci"]["V0_by_digits"]) <= {"2", "3"}
     assert "## Targets" in (tmp_path / "testbed_properties_quick.md").read_text()
+
+
+def test_degenerate_base_skips_the_vacuous_stability_verdict():
+    """With no reward signal RL does not move the policy, so corr(V_0, V_t) = 1 would pass vacuously."""
+    bench = load_benchmark("testbed_properties")
+    row = {"testbed": "x", "V0": {"mean": 1e-7, "q90": 1e-6}, "stability": {},
+           "rollouts": {"mixed_group_frac": 0.0, "mean_len": 40.0}}
+    assert bench.degenerate(row)
+    verdict = bench.verdicts([row], 300)[0]
+    assert verdict["corr >= 0.9"] == "n/a" and verdict["corr(V_0, V_300)"].startswith("not run")
+    assert not bench.degenerate({**row, "rollouts": {"mixed_group_frac": 0.2, "mean_len": 40.0}})
+    assert not bench.degenerate({**row, "V0": {"mean": 0.3, "q90": 0.6}})

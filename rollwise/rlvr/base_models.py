@@ -117,7 +117,7 @@ def build(name: str, root: str | Path = DEFAULT_ROOT, spec: BaseSpec | None = No
     task = make_task_of(spec)
     set_threads(spec.threads)
     seed_everything(spec.seed)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     examples = task.sft_examples(spec.sft_examples, seed=spec.seed)
     t_data = time.perf_counter() - t0
     tokenizer = char_tokenizer()
@@ -135,7 +135,9 @@ def build(name: str, root: str | Path = DEFAULT_ROOT, spec: BaseSpec | None = No
     tmp = out.with_name(out.name + ".tmp")
     save_policy(model, tokenizer, tmp, tiny=spec.model)
     info = {"name": name, "key": spec.key(), "spec": asdict(spec), "parameters": num_parameters(model),
-            "seconds": {"data": t_data, "sft": t_sft, "total": time.perf_counter() - t0},
+            "seconds": {"data": t_data, "sft": t_sft, "total": time.perf_counter() - t0,
+                        "cpu": time.process_time() - cpu0},
+            "sft_loss_every_50": [sum(losses[i : i + 50]) / len(losses[i : i + 50]) for i in range(0, len(losses), 50)],
             "sft_loss_first_last": [losses[0], sum(losses[-20:]) / min(20, len(losses))] if losses else [],
             "held_out_mean_v": sum(v) / len(v) if v else float("nan"),
             "held_out_v": v, "longest_sequence": longest, "torch": torch.__version__}
@@ -179,8 +181,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         spec = get_spec(args.name)
-        if args.threads:
-            spec = with_overrides(spec, threads=args.threads)
+        changes = {k: v for k, v in (("threads", args.threads), ("sft_steps", args.sft_steps)) if v}
+        spec = with_overrides(spec, **changes)
         from rollwise.rlvr.policy import quiet_transformers
 
         quiet_transformers()

@@ -38,6 +38,7 @@ def test_build_is_deterministic_cached_and_reloadable(tmp_path):
     assert a == base_dir("column-arith-ci", tmp_path / "a") and a.name.endswith(get_spec("column-arith-ci").key())
     info = json.loads((a / "build.json").read_text())
     assert info["spec"]["sft_steps"] == 30 and info["parameters"] > 0 and len(info["held_out_v"]) == 32
+    assert info["seconds"]["cpu"] > 0 and len(info["sft_loss_every_50"]) == 1
     assert info["sft_loss_first_last"][1] < info["sft_loss_first_last"][0]  # SFT learned something
     ma, mb = AutoModelForCausalLM.from_pretrained(a), AutoModelForCausalLM.from_pretrained(b)
     for (na, pa), (_, pb) in zip(ma.state_dict().items(), mb.state_dict().items(), strict=True):
