@@ -104,6 +104,19 @@ def sharpening_penalty(scores: Tensor, incorrect: Tensor, group_ids: Tensor, alp
     return torch.where(incorrect & (size >= 2), penalty, torch.zeros_like(penalty))
 
 
+def _correct_sets(rewards: Tensor, old_logprobs: Tensor, response_mask: Tensor, group_ids: Tensor,
+                  length_norm: bool, eps: float) -> tuple[Tensor, ...]:
+    """What both UCPO estimators start from, per rollout (B,): the GRPO advantage (``grpo_advantages``), the
+    correct flag, the sequence score, log q within the group's correct set and that set's entropy H(q), and
+    whether the rollout is in a correct set of at least two (where the correction acts)."""
+    ones = torch.ones_like(rewards, dtype=torch.float32 if not rewards.is_floating_point() else rewards.dtype)
+    base = grpo_advantages(rewards, group_ids, ones.unsqueeze(-1), eps=eps).squeeze(-1)
+    correct = rewards > 0
+    scores = sequence_scores(old_logprobs, response_mask, length_norm).to(base.dtype)
+    log_q, ent, n_correct = subgroup_log_q(scores, correct, group_ids)
+    return base, correct, scores, log_q, ent, correct & (n_correct >= 2)
+
+
 def ucpo_advantages(rewards: Tensor, old_logprobs: Tensor, response_mask: Tensor, group_ids: Tensor, *,
                     tau: float = 0.2, alpha: float = 0.0, length_norm: bool = True, q_floor: float = 1e-6,
                     eps: float = 1e-6) -> Tensor:
@@ -121,12 +134,8 @@ def ucpo_advantages(rewards: Tensor, old_logprobs: Tensor, response_mask: Tensor
     Returns:
         (B, T) advantages, zero where the mask is 0.
     """
-    ones = torch.ones_like(rewards, dtype=torch.float32 if not rewards.is_floating_point() else rewards.dtype)
-    base = grpo_advantages(rewards, group_ids, ones.unsqueeze(-1), eps=eps).squeeze(-1)
-    correct = rewards > 0
-    scores = sequence_scores(old_logprobs, response_mask, length_norm).to(base.dtype)
-    log_q, _, n_correct = subgroup_log_q(scores, correct, group_ids)
-    act = correct & (n_correct >= 2)
+    base, correct, scores, log_q, _, act = _correct_sets(rewards, old_logprobs, response_mask, group_ids,
+                                                         length_norm, eps)
     weights = inverse_q_weights(log_q, act, group_ids, tau, q_floor)
     adv = torch.where(act, base * weights, base)
     adv = adv - sharpening_penalty(scores, ~correct, group_ids, alpha)
@@ -141,12 +150,8 @@ def centred_surprisal_advantages(rewards: Tensor, old_logprobs: Tensor, response
     The bonus sums to 0 over each group's correct set (a centred surprisal). ``length_norm=False`` is the
     authors' ``divgrpo`` (sequence log-prob), ``True`` their ``divgrpo_l``. Shapes as ``ucpo_advantages``.
     """
-    ones = torch.ones_like(rewards, dtype=torch.float32 if not rewards.is_floating_point() else rewards.dtype)
-    base = grpo_advantages(rewards, group_ids, ones.unsqueeze(-1), eps=eps).squeeze(-1)
-    correct = rewards > 0
-    scores = sequence_scores(old_logprobs, response_mask, length_norm).to(base.dtype)
-    log_q, ent, n_correct = subgroup_log_q(scores, correct, group_ids)
-    act = correct & (n_correct >= 2)
+    base, correct, scores, log_q, ent, act = _correct_sets(rewards, old_logprobs, response_mask, group_ids,
+                                                            length_norm, eps)
     adv = torch.where(act, base + tau * (-log_q - ent), base)
     adv = adv - sharpening_penalty(scores, ~correct, group_ids, alpha)
     return broadcast_to_tokens(adv.detach(), response_mask)
@@ -239,11 +244,9 @@ class UCPO(AdvantageEstimator):
 
 
 @register_estimator("divgrpo")
-class DivGRPO(AdvantageEstimator):
-    """The centred-surprisal bonus variant (``centred_surprisal_advantages``). k >= 2."""
+class DivGRPO(UCPO):
+    """The centred-surprisal bonus variant (``centred_surprisal_advantages``); reads what UCPO reads. k >= 2."""
 
-    reads: ClassVar[frozenset[str]] = _READS
-    min_group_size: ClassVar[int] = 2
     Params: ClassVar[type] = DivGRPOParams
 
     def compute(self, batch: RolloutBatch) -> Tensor:
