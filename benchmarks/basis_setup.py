@@ -58,6 +58,15 @@ def testbed_setting(task: str, **add3: int) -> Setting:
     return Setting(task=task, max_new_tokens=testbed(task).max_new_tokens)
 
 
+def task_defaults(args: Any, stem: str) -> None:
+    """Fill ``args.lr`` (ADD-3's 1e-4, or the learning rate registered for the testbed) and ``args.name``
+    (``<stem>[_<testbed>][_quick]``: a quick run never overwrites the full results) when not given."""
+    if args.lr is None:
+        args.lr = 1e-4 if args.task == "add3" else testbed_lr(args.task)
+    suffix = "" if args.task == "add3" else "_" + args.task.replace("-", "_")
+    args.name = args.name or (stem + suffix + ("_quick" if args.quick else ""))
+
+
 def testbed_lr(task: str) -> float:
     """The learning rate registered for a testbed's comparisons (docs/basis.md)."""
     from testbed_setup import testbed

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, publish  # noqa: E402
-from basis_setup import Setting, config, initial_policy, testbed_lr, testbed_setting  # noqa: E402
+from basis_setup import Setting, config, initial_policy, task_defaults, testbed_lr, testbed_setting  # noqa: E402
 
 #: name -> (preset, extra overrides)
 METHODS: dict[str, tuple[str, list[str]]] = {
@@ -138,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None, help="results file name")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    if args.lr is None:  # ADD-3's 1e-4, or the learning rate registered for the testbed
-        args.lr = 1e-4 if args.task == "add3" else testbed_lr(args.task)
-    suffix = "" if args.task == "add3" else "_" + args.task.replace("-", "_")
-    args.name = args.name or ("policy_compare" + suffix + ("_quick" if args.quick else ""))  # quick never overwrites the full results
+    task_defaults(args, "policy_compare")
     if args.quick:
         args.seeds, args.steps, args.prompts, args.eval_every = "0", 30, 32, 10
 

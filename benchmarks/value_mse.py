@@ -38,6 +38,7 @@ from basis_setup import (  # noqa: E402
     cache_key,
     config,
     initial_policy,
+    task_defaults,
     testbed_lr,
     testbed_setting,
 )
@@ -255,10 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                     "from rollwise base build; --max-operand/--sft-steps then do not apply)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    if args.lr is None:  # ADD-3's 1e-4, or the learning rate registered for the testbed
-        args.lr = 1e-4 if args.task == "add3" else testbed_lr(args.task)
-    suffix = "" if args.task == "add3" else "_" + args.task.replace("-", "_")
-    args.name = args.name or ("value_mse" + suffix + ("_quick" if args.quick else ""))  # quick never overwrites the full results
+    task_defaults(args, "value_mse")
     if args.quick:
         args.checkpoints, args.batches = "10,30", min(args.batches, 20)
 
