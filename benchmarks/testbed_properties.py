@@ -206,16 +206,16 @@ def to_markdown(rows: list[dict[str, Any]], args, seconds: float) -> str:
                f"{r['base_build_minutes']:.1f} min)", "",
                f"Reference RL run: {tb['preset']}, {tb['prompts']} prompts/step, lr {tb['lr']:g}, max "
                f"{tb['max_new_tokens']} new tokens.", "",
-               markdown_table([{"quantity": k, "value": f"{v:.3f}" if isinstance(v, float) else v}
+               markdown_table([{"quantity": k, "value": f"{v:.4g}" if isinstance(v, float) else v}
                                for k, v in {**{f"V0 {k}": v for k, v in r["V0"].items()}, **r["rollouts"]}.items()]),
                ""]
         if "answers" in r:
-            md += [markdown_table([{"quantity": k, "value": f"{v:.3f}" if isinstance(v, float) else v}
+            md += [markdown_table([{"quantity": k, "value": f"{v:.4g}" if isinstance(v, float) else v}
                                    for k, v in {**r["answers"], "median distinct correct@64":
                                                 r["distinct_correct@64"]}.items()]), ""]
         for key in ("digits", "carries"):
             if f"V0_by_{key}" in r:
-                md += [f"Mean V_0 by {key}: " + ", ".join(f"{k}: {v:.3f}" for k, v in r[f"V0_by_{key}"].items()), ""]
+                md += [f"Mean V_0 by {key}: " + ", ".join(f"{k}: {v:.3g}" for k, v in r[f"V0_by_{key}"].items()), ""]
         md += [markdown_table([{"step": s, **{k: f"{v:.3f}" for k, v in d.items()}}
                                for s, d in r["stability"].items()]) if r["stability"] else
                f"Stability run not made: {r['stability_skipped']}.", ""]
