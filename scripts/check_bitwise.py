@@ -2,7 +2,7 @@
 
 Used to show that a refactor of the RLVR step changes no number: run it once on the code before the change
 (``--record``), then after it (``--check``). Every run goes through the CLI (``rollwise train``, under
-``torchrun`` with two gloo ranks for the data-parallel ones) with the ``hf`` rollout engine pinned; each
+``torchrun`` with two gloo ranks for the data-parallel ones) with transformers' path pinned (``hf`` engine and forward, a separate old-log-prob pass); each
 record keeps every logged metric except the timing ones, and a hash of the final checkpoint's tensors
 (both models' for CoDistill). Equality is exact (floats compared bit for bit); metrics that did not exist when
 the reference was recorded are listed, not compared.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = ("time/", "wall", "tokens_per_s")
-PIN = ["rollout.engine=hf", "run.threads=1", "run.report=false"]
+PIN = ["rollout.engine=hf", "model.forward=hf", "train.reuse_logprobs=false", "run.threads=1", "run.report=false"]
 #: the small model and task of tests/rlvr (rlvr_small_config.SMALL), with a short warm start
 SMALL = ["model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.num_heads=4",
          "model.tiny.intermediate_size=128", "task.params.max_operand=49", "task.params.n_train=1024",

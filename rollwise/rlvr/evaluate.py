@@ -153,10 +153,12 @@ def evaluate_policy(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                     ) -> dict[str, float]:
     """The trainer's evaluation of ``policy`` on test ``examples``: the exact expected accuracy for
     unique-answer tasks (``exact_success_prob``), else the accuracy and mean reward of one sampled completion
-    per prompt, scored by the reward runner ``rewards`` (accuracy: the task's verifier). Sampling uses an :class:`HFEngine` over ``policy``
-    (the full-precision weights), never the run's rollout engine (which may be a quantized or remote copy).
+    per prompt, scored by the reward runner ``rewards`` (accuracy: the task's verifier). Sampling runs over
+    ``policy`` itself (the full-precision weights; the lean sampler with ``compact``, else :class:`HFEngine`),
+    never the run's rollout engine (which may be a quantized or remote copy).
     """
     from rollwise.rlvr.engines.hf import HFEngine
+    from rollwise.rlvr.engines.lean import LeanEngine
     from rollwise.rlvr.tasks import collate_columns
 
     if unique_answer:
@@ -166,7 +168,7 @@ def evaluate_policy(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         return {"eval/exact_accuracy": float(v.mean())}
     one = copy.copy(sampling)
     one.n = 1
-    engine = HFEngine(policy, tokenizer, batch_size=sampling.batch_size)
+    engine = (LeanEngine if compact else HFEngine)(policy, tokenizer, batch_size=sampling.batch_size)
     batch = engine.generate([e.prompt for e in examples], one, seed)
     r, metrics = rewards(batch.prompts, batch.completions, batch.truncated.tolist(), collate_columns(examples))
     return {"eval/accuracy": metrics["reward/accuracy"], "eval/reward": float(r.mean())}

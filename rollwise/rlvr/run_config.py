@@ -23,7 +23,7 @@ class ModelSection:
     name_or_path: str = ""  # local folder or hub id; empty = build the tiny model from scratch
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)  # size of the from-scratch model
     init_seed: int = 0  # seed of the from-scratch initialisation
-    forward: Literal["compact", "hf"] = "hf"  # teacher-forced passes: compact Llama/Qwen2 forward or transformers'
+    forward: Literal["compact", "hf"] = "compact"  # teacher-forced passes: compact Llama/Qwen2 forward or transformers'
 
 
 @dataclass
@@ -45,7 +45,7 @@ class SFTSection:
 
 @dataclass
 class RolloutSection(SamplingConfig):
-    engine: str = "hf"  # lean | hf | quantized | ray | vllm
+    engine: str = "lean"  # lean | hf | quantized | ray | vllm
     engine_params: dict[str, Any] = field(default_factory=dict)  # engine-specific settings
     batch_size: int = 512  # sequences per generate call
 
@@ -76,7 +76,7 @@ class TrainSection:
     steps: int = 100  # RL steps (one rollout batch each)
     prompts_per_step: int = 64  # prompts per step; rollouts per step = prompts x rollout.n
     ppo_epochs: int = 1  # passes over each rollout batch
-    reuse_logprobs: bool = False  # one on-policy update: old log-probs from the update's forward (no extra pass)
+    reuse_logprobs: bool = True  # one on-policy update: old log-probs from the update's forward (no extra pass)
     mini_batches: int = 1  # optimizer steps per epoch
     micro_batch_size: int = 0  # gradient accumulation chunk in sequences (0 = whole mini-batch)
     rollout_shards: int = 0  # seeded rollout shards per step (0 = world size); 1 process with N = an N-rank run's batches
