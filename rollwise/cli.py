@@ -45,6 +45,7 @@ BENCHES: dict[str, str] = {
     "trl-methods": "trl_methods.py",
     "testbed-properties": "testbed_properties.py",
     "vs-trl": "vs_trl.py",
+    "default-job": "default_job.py",
 }
 
 

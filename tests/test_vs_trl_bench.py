@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from rollwise.cli import BENCHES, load_benchmark
+
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
 
 
 def test_quick_head_to_head_writes_its_table(tmp_path):

@@ -44,6 +44,10 @@ def compact_support(model: nn.Module) -> str | None:
         return f"hidden_act {cfg.hidden_act!r} (only silu)"
     if getattr(cfg, "pretraining_tp", 1) != 1:
         return "pretraining_tp != 1"
+    if getattr(cfg, "mlp_bias", False):
+        return "MLP biases"
+    if getattr(cfg, "attention_dropout", 0.0):
+        return "attention dropout"
     if not hasattr(model, "model") or not hasattr(model.model, "layers"):
         return "no model.layers"
     return None

@@ -102,6 +102,15 @@ def test_unsupported_models_are_reported():
         CompactLM(model)
 
 
+@pytest.mark.parametrize("change,reason", [({"mlp_bias": True}, "MLP biases"), ({"attention_dropout": 0.1}, "dropout"),
+                                           ({"use_sliding_window": True}, "sliding")])
+def test_configurations_it_does_not_compute_are_refused(change, reason):
+    model, _ = _model("llama" if "mlp_bias" in change else "qwen2")
+    for key, value in change.items():
+        setattr(model.config, key, value)
+    assert reason in compact_support(model)
+
+
 def test_response_logprobs_falls_back_for_unsupported_models():
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -1,0 +1,27 @@
+"""benchmarks/default_job.py: the default job on both paths, in fresh processes (smoke: --quick)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rollwise.cli import BENCHES, load_benchmark
+
+pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole quick repro
+
+
+def test_quick_runs_both_paths_and_reports_the_speedup(tmp_path):
+    bench = load_benchmark("default_job")
+    assert bench.main(["--quick", "--out", str(tmp_path / "runs"), "--results", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "default_job_quick.json").read_text())
+    assert set(result["runs"]) == {"fast", "hf"} and result["speedup"] > 0
+    for runs in result["runs"].values():
+        assert len(runs) == 1 and 0 <= runs[0]["acc_warm"] <= 1 and [s for s, _ in runs[0]["evals"]] == [0, 2, 4]
+    for path in ("fast", "hf"):  # each path really ran with its own settings
+        cfg = (tmp_path / "runs" / f"{path}-0" / "config.toml").read_text()
+        assert ('engine = "lean"' in cfg) == (path == "fast") and ('forward = "compact"' in cfg) == (path == "fast")
+
+
+def test_registered_in_cli():
+    assert BENCHES["default-job"] == "default_job.py"
