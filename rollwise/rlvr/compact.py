@@ -20,6 +20,7 @@ by :func:`compact_support` and the callers fall back to the Hugging Face forward
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +51,15 @@ def compact_support(model: nn.Module) -> str | None:
         return "attention dropout"
     if not hasattr(model, "model") or not hasattr(model.model, "layers"):
         return "no model.layers"
+    if _sharded(model):
+        return "sharded (FSDP2) parameters: its forward hooks gather them"
     return None
+
+
+def _sharded(model: nn.Module) -> bool:
+    """True when ``model``'s parameters are DTensors (FSDP2's ``fully_shard``)."""
+    first = next(model.parameters(), None)
+    return first is not None and type(first).__name__ == "DTensor"
 
 
 @dataclass
@@ -75,7 +84,7 @@ class CompactLM:
         reason = compact_support(model)
         if reason is not None:
             raise ValueError(f"compact forward cannot run this model: {reason}")
-        self.model = model
+        self._model = weakref.ref(model)  # the cache below must not keep a model alive
         cfg = model.config
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads or cfg.num_attention_heads
@@ -86,6 +95,13 @@ class CompactLM:
         self._cos = self._sin = torch.empty(0)
         self._fused: list[tuple[Tensor, Tensor | None, Tensor]] | None = None
         self._fused_version: tuple[int, ...] = ()
+
+    @property
+    def model(self) -> nn.Module:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("CompactLM: its model no longer exists")
+        return model
 
     # ------------------------------------------------------------------------------------------ weights
     def layer_weights(self) -> list[tuple[Tensor, Tensor | None, Tensor]]:
@@ -218,15 +234,17 @@ def _trim_left(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return ids[:, start:], mask[:, start:]
 
 
-_COMPACT: dict[int, CompactLM] = {}
+_COMPACT: weakref.WeakKeyDictionary[nn.Module, CompactLM] = weakref.WeakKeyDictionary()
 
 
 def compact_for(model: nn.Module) -> CompactLM | None:
     """The (cached) :class:`CompactLM` of ``model``, or None when it is not supported."""
-    key = id(model)
-    lm = _COMPACT.get(key)
-    if lm is None or lm.model is not model:
+    if _sharded(model):  # sharded in place after a first use (the SFT warm start, then FSDP2)
+        _COMPACT.pop(model, None)
+        return None
+    lm = _COMPACT.get(model)
+    if lm is None:
         if compact_support(model) is not None:
             return None
-        lm = _COMPACT[key] = CompactLM(model)
+        lm = _COMPACT[model] = CompactLM(model)
     return lm

@@ -122,3 +122,15 @@ def test_response_logprobs_falls_back_for_unsupported_models():
         ids, mask = torch.cat([pid, resp], 1), torch.cat([pm, rmask.long()], 1)
         b, _ = sequence_logprobs(model, ids, mask, resp.shape[1])
     assert torch.equal(a, b)
+
+
+def test_the_cache_does_not_keep_models_alive():
+    import gc
+    import weakref
+
+    model, tok = _model()
+    assert compact_for(model) is compact_for(model)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
