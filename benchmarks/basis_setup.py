@@ -34,10 +34,13 @@ class Setting:
 
             tb = testbed(self.task)
             return [*base_overrides(tb), f"train.lr={tb.lr}"]
+        from _common import HF_PATH
+
         return [f"task.params.max_operand={self.max_operand}", f"task.params.n_train={self.n_train}",
                 f"task.params.n_test={self.n_test}", f"sft.steps={self.sft_steps}", f"sft.lr={self.sft_lr}",
                 f"sft.batch_size={self.sft_batch}", f"rollout.max_new_tokens={self.max_new_tokens}",
-                "train.eval_every=0", "train.checkpoint_every=0", "run.report=false"]
+                "train.eval_every=0", "train.checkpoint_every=0", "run.report=false",
+                *HF_PATH]  # ADD-3's committed results were measured on transformers' path
 
     def tag(self) -> str:
         if self.task != "add3":  # the base's key covers its task, model and SFT settings

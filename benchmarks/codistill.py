@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, publish, write_results  # noqa: E402
+from _common import HF_PATH, RESULTS, publish, write_results  # noqa: E402
 
 RUNS = {"grpo_small": None, "grpo_large": None, "cd_a0": 0.0, "cd_a0.5": 0.5, "cd_a1": 1.0}
 #: time/<phase> keys summed for each wall-clock definition (see the module docstring)
@@ -64,6 +64,7 @@ def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
         f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}", f"codistill.large_lr={args.large_lr}",
         f"codistill.large_is_mode={args.is_mode}", "train.eval_every=0", "train.checkpoint_every=0",
         f"train.seed={seed}", "run.report=false", "run.threads=1", f"run.output_dir={args.out}/seed{seed}",
+        *HF_PATH,  # the committed results were measured on transformers' path (and codistill-long needs its min_new_tokens)
     ]
 
 

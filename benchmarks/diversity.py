@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, publish  # noqa: E402
+from _common import HF_PATH, RESULTS, publish  # noqa: E402
 from diversity_bandit import bandit_table  # noqa: E402
 
 #: the benchmark designs (docs/ucpo.md; superseded ones: docs/history/ucpo.md and git). ``make_n`` (the default):
@@ -43,7 +43,7 @@ GRPO_AND_IQ: dict[str, list[str]] = {
     "UCPO tau=0.5": ["algorithm.estimator=ucpo", "algorithm.estimator_params.tau=0.5"],
 }
 DESIGNS: dict[str, dict[str, Any]] = {
-    "make_n": {"setup": [*COMMON, "task.params.ops=+-*", "task.params.min_correct=8", "task.params.max_target=60",
+    "make_n": {"setup": [*COMMON, *HF_PATH, "task.params.ops=+-*", "task.params.min_correct=8", "task.params.max_target=60",
                          "task.params.sft_rank=lex", "model.tiny.hidden_size=64", "model.tiny.num_layers=2",
                          "model.tiny.intermediate_size=256"],
                "steps": 300, "sft_steps": 700, "lr": 1e-4,
@@ -101,7 +101,8 @@ def run_seed(seed: int, steps: int, sft_steps: int, eval_every: int, out: Path, 
     from rollwise.rlvr.tasks import make_task
     from rollwise.runlog import seed_everything
 
-    common = [*setup, f"sft.steps={sft_steps}", f"train.steps={steps}", f"train.seed={seed}",
+    # the diagnostics read the separate pass's old log-probs: train.reuse_logprobs=false in every design
+    common = [*setup, "train.reuse_logprobs=false", f"sft.steps={sft_steps}", f"train.steps={steps}", f"train.seed={seed}",
               f"model.init_seed={seed}", f"run.threads={threads}", f"train.lr={lr}"]
     cfg = resolve_config(overrides=[*common, *methods["GRPO"], f"run.output_dir={out / f'seed{seed}-warm'}"])
     seed_everything(seed)

@@ -158,12 +158,13 @@ def base_config(args: argparse.Namespace, seed: int, run_dir: Path) -> dict[str,
     params, max_new = task_config(args)
     return {
         "task": {"name": args.task, "params": params},
+        "model": {"forward": "hf"},  # the committed results were measured on transformers' path
         "sft": {"steps": args.sft_steps, "batch_size": 128, "lr": args.sft_lr},
         "rollout": {"n": args.n, "max_new_tokens": max_new, "temperature": 1.0},
         "algorithm": {"estimator": "grpo"},
         "train": {"steps": args.steps, "prompts_per_step": args.prompts, "lr": args.lr, "seed": seed,
                   "eval_every": args.eval_every, "eval_prompts": args.eval_prompts, "checkpoint_every": 0,
-                  "keep_checkpoints": 1},
+                  "keep_checkpoints": 1, "reuse_logprobs": False},
         "run": {"output_dir": str(run_dir), "threads": args.threads, "report": False},
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 
@@ -19,8 +20,10 @@ def test_quick_runs_both_paths_and_reports_the_speedup(tmp_path):
     for runs in result["runs"].values():
         assert len(runs) == 1 and 0 <= runs[0]["acc_warm"] <= 1 and [s for s, _ in runs[0]["evals"]] == [0, 2, 4]
     for path in ("fast", "hf"):  # each path really ran with its own settings
-        cfg = (tmp_path / "runs" / f"{path}-0" / "config.toml").read_text()
-        assert ('engine = "lean"' in cfg) == (path == "fast") and ('forward = "compact"' in cfg) == (path == "fast")
+        cfg = tomllib.loads((tmp_path / "runs" / f"{path}-0" / "config.toml").read_text())
+        fast = path == "fast"
+        assert (cfg["rollout"]["engine"], cfg["model"]["forward"], cfg["train"]["reuse_logprobs"]) == \
+            (("lean", "compact", True) if fast else ("hf", "hf", False))
 
 
 def test_registered_in_cli():
