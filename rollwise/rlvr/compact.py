@@ -157,13 +157,27 @@ class CompactLM:
     def attend_mlp(self, layer: nn.Module, w: tuple[Tensor, Tensor | None, Tensor], x: Tensor, q: Tensor,
                 k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
         """Attention over (k, v) with boolean ``mask`` (B, 1, S_q, S_k), output projection, MLP; residuals."""
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
+        attn = self.attention(q, k, v, mask)
         b, _, s, _ = q.shape
         x = x + F.linear(attn.transpose(1, 2).reshape(b, s, -1), layer.self_attn.o_proj.weight,
                          layer.self_attn.o_proj.bias)
         h = F.rms_norm(x, (x.shape[-1],), layer.post_attention_layernorm.weight, self.eps)
         gate, up = F.linear(h, w[2]).chunk(2, dim=-1)
         return x + F.linear(F.silu(gate) * up, layer.mlp.down_proj.weight)
+
+    def attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """Softmax attention of q (B, H, S_q, D) over k, v (B, H_kv, S_k, D) with boolean ``mask`` (B, 1, S_q, S_k).
+
+        One query per row (a decode step): explicit products with the query heads grouped per key head (about
+        2x faster than SDPA's kernel at these sizes); otherwise ``F.scaled_dot_product_attention``.
+        """
+        if q.shape[2] != 1:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv != self.n_heads)
+        b, h, _, d = q.shape
+        grouped = q.view(b, self.n_kv, h // self.n_kv, d)  # (B, H_kv, H/H_kv, D)
+        scores = (grouped @ k.transpose(-1, -2)) * d**-0.5  # (B, H_kv, H/H_kv, S_k)
+        scores = scores.masked_fill(~mask.view(b, 1, 1, -1), float("-inf"))
+        return (torch.softmax(scores, dim=-1) @ v).view(b, h, 1, d)
 
     def logits(self, hidden: Tensor) -> Tensor:
         """Final norm and LM head: (..., d) -> (..., V)."""
@@ -174,22 +188,28 @@ class CompactLM:
     # ------------------------------------------------------------------------------------------ passes
     def prefill(self, prompt_ids: Tensor, prompt_mask: Tensor) -> PromptCache:
         """Run left-padded prompts (G, P) once; keep every layer's keys and values."""
-        valid = prompt_mask.bool()
-        positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
+        x, keys, values = self.hidden(prompt_ids, prompt_mask)
+        return PromptCache(keys, values, prompt_mask.bool(), x[:, -1], prompt_mask.long().sum(-1))
+
+    def hidden(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Hidden states (B, S, d) of left-padded sequences ``ids`` (B, S), and every layer's keys and values.
+
+        ``mask`` (B, S) marks real tokens (zeros only on the left); a pad query sees only itself (unused output).
+        """
+        valid = mask.bool()
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         cos, sin = self.rope(positions)
-        p = prompt_ids.shape[1]
-        causal = torch.ones(p, p, dtype=torch.bool).tril()
-        # a left-padded row's pad queries would see no key: let them see themselves (their output is unused)
-        mask = (causal & valid[:, None, :]) | torch.eye(p, dtype=torch.bool)
-        mask = mask.unsqueeze(1)
-        x = self.model.model.embed_tokens(prompt_ids)
+        s = ids.shape[1]
+        causal = torch.ones(s, s, dtype=torch.bool).tril()
+        attn_mask = ((causal & valid[:, None, :]) | torch.eye(s, dtype=torch.bool)).unsqueeze(1)
+        x = self.model.model.embed_tokens(ids)
         keys, values = [], []
         for layer, w in zip(self.model.model.layers, self.layer_weights()):
             q, k, v = self.project_qkv(layer, w, x, cos, sin)
             keys.append(k)
             values.append(v)
-            x = self.attend_mlp(layer, w, x, q, k, v, mask)
-        return PromptCache(keys, values, valid, x[:, -1], prompt_mask.long().sum(-1))
+            x = self.attend_mlp(layer, w, x, q, k, v, attn_mask)
+        return x, keys, values
 
     def continuation_hidden(self, cache: PromptCache, rows: Tensor, tokens: Tensor) -> Tensor:
         """Hidden states (B, T, d) of ``tokens`` (B, T) appended to prompt ``rows[b]`` of ``cache``.
@@ -213,12 +233,17 @@ class CompactLM:
     def response_logits(self, prompt_ids: Tensor, prompt_mask: Tensor, response_ids: Tensor) -> Tensor:
         """Logits (B, T, V) that predict ``response_ids`` (B, T) after each row's prompt (B, P), left-padded.
 
-        Identical prompt rows are run once (``torch.unique`` over ids and mask); column t predicts token t.
+        When rows repeat prompts (the n rollouts of a prompt) each distinct prompt is run once (``torch.unique``
+        over ids and mask); otherwise prompt and response run in one pass. Column t predicts token t.
         """
         prompt_ids, prompt_mask = _trim_left(prompt_ids, prompt_mask)
         key = torch.cat([prompt_ids, prompt_mask.long()], dim=1)
         uniq, rows = torch.unique(key, dim=0, return_inverse=True)
-        p = prompt_ids.shape[1]
+        p, t = prompt_ids.shape[1], response_ids.shape[1]
+        if 2 * uniq.shape[0] > prompt_ids.shape[0]:  # few repeats (an SFT batch): one pass over whole sequences
+            ids = torch.cat([prompt_ids, response_ids[:, :-1]], dim=1)
+            mask = torch.cat([prompt_mask, torch.ones_like(response_ids[:, :-1], dtype=prompt_mask.dtype)], dim=1)
+            return self.logits(self.hidden(ids, mask)[0][:, p - 1 : p - 1 + t])
         cache = self.prefill(uniq[:, :p], uniq[:, p:])
         first = cache.last_hidden[rows].unsqueeze(1)  # predicts response token 0
         if response_ids.shape[1] > 1:

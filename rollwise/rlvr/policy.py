@@ -35,7 +35,7 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
         examples = task.sft_examples(cfg.sft.examples, seed=cfg.train.seed)
         supervised_warm_start(model, tokenizer, [e.prompt for e in examples], [e.target for e in examples],
                               steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, lr=cfg.sft.lr, seed=cfg.train.seed,
-                              compact=cfg.model.forward == "compact")
+                              compact=cfg.sft.forward == "compact")
     if warm_dir is not None:
         save_policy(model, tokenizer, warm_dir, tiny=cfg.model.tiny)
     return model, tokenizer

@@ -134,3 +134,24 @@ def test_the_cache_does_not_keep_models_alive():
     del model
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.parametrize("repeat", [1, 4])  # 1: one pass over whole sequences; 4: each distinct prompt run once
+def test_both_paths_give_hf_logprobs_and_gradients(repeat):
+    model, tok = _model()
+    pid, pm, resp, rmask = _batch(tok)
+    pid, pm = pid.repeat_interleave(repeat, 0), pm.repeat_interleave(repeat, 0)
+    gen = torch.Generator().manual_seed(1)
+    resp = torch.randint(4, 60, (pid.shape[0], 6), generator=gen)
+    rmask = torch.ones_like(resp, dtype=torch.float)
+    model.train()
+    grads = []
+    for compact in (False, True):
+        model.zero_grad(set_to_none=True)
+        lp, _ = response_logprobs(model, pid, pm, resp, rmask, compact=compact)
+        lp.sum().backward()
+        grads.append((lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (ref, g_ref), (ours, g_ours) = grads
+    assert (ours - ref).abs().max() < 1e-5
+    for name in g_ref:
+        assert torch.allclose(g_ours[name], g_ref[name], atol=1e-5, rtol=1e-4), name

@@ -35,13 +35,19 @@ def sample_tokens(logprobs: Tensor, top_p: float, generator: torch.Generator) ->
 
     The nucleus is the smallest set of most likely tokens whose mass reaches ``top_p`` (always at least one).
     """
-    probs = logprobs.exp()
+    probs = logprobs.double().exp()
     if top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
         outside = (sorted_p.cumsum(-1) - sorted_p) >= top_p  # mass before this token already reaches top_p
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # inverse CDF (one uniform per row; ~10x cheaper than torch.multinomial at these sizes): the first token
+    # whose cumulative mass exceeds u * total; a zero-probability token never is (its cdf equals the previous)
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=torch.float64) * cdf[:, -1:]
+    tok = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+    rounded = probs.gather(-1, tok[:, None]).squeeze(-1) == 0  # u * total rounded up to total (~2^-53)
+    return torch.where(rounded, probs.argmax(-1), tok)
 
 
 class LeanEngine(RolloutEngine):
