@@ -8,8 +8,9 @@ built from its seed, and can produce supervised warm-start examples that never t
 from __future__ import annotations
 
 import dataclasses
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -90,6 +91,43 @@ def check_prompts_fit(task: Task, tokenizer: Any, context: int) -> None:
                 size = f"{n} tokens" if n is not None else f"{len(ex.prompt)} characters"
                 raise DataError(f"{task.where(ex)}: the prompt is {size}, longer than the model's context of "
                                 f"{context} positions; shorten or remove it")
+
+
+class PooledTask(Task):
+    """A generated task whose train and test pools are built once, by :meth:`pools` (cached on first use)."""
+
+    def pools(self) -> tuple[list[Example], list[Example]]:
+        """(train pool, test pool)."""
+        raise NotImplementedError
+
+    @functools.cached_property
+    def _built_pools(self) -> tuple[list[Example], list[Example]]:
+        return self.pools()
+
+    def examples(self, split: str) -> list[Example]:
+        check_split(split)
+        train, test = self._built_pools
+        return train if split == "train" else test
+
+
+def distinct_pools(draw: Callable[[], tuple[Hashable, Callable[[], Example]]], n_train: int, n_test: int,
+                   what: str) -> tuple[list[Example], list[Example]]:
+    """The train and test pools of a generated task: ``draw()`` returns a problem's key and a builder of its
+    Example; problems are drawn until ``n_train + n_test`` distinct keys (a repeat is skipped, never built),
+    the first ``n_train`` forming the training pool. Gives up, naming ``n_train+n_test``, when the space is too
+    small for that many (``what`` says which ranges)."""
+    seen: set[Hashable] = set()
+    pool: list[Example] = []
+    tries = 0
+    while len(pool) < n_train + n_test:
+        key, build = draw()
+        tries += 1
+        require(tries < 50 * (n_train + n_test) + 1000, "n_train+n_test", n_train + n_test,
+                f"more distinct problems than {what} allow")
+        if key not in seen:
+            seen.add(key)
+            pool.append(build())
+    return pool[:n_train], pool[n_train:]
 
 
 def check_split(split: str) -> None:

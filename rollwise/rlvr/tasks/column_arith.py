@@ -25,11 +25,17 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 from rollwise.rlvr.rewards import RewardFunc, truncated_flags
-from rollwise.rlvr.tasks.base import Example, Task, check_split, register_task, require
+from rollwise.rlvr.tasks.base import (
+    Example,
+    PooledTask,
+    distinct_pools,
+    register_task,
+    require,
+)
 
 CHECKS = ("trace", "answer")
 PHRASES = {"+": ("{a}+{b}=", "{a} plus {b}="), "-": ("{a}-{b}=", "{a} minus {b}=")}
@@ -133,7 +139,7 @@ class ColumnArithParams:
 
 
 @register_task
-class ColumnArith(Task):
+class ColumnArith(PooledTask):
     """Column addition / subtraction with a scratchpad; unique answer (exact V) under ``check="trace"``."""
 
     name = "column_arith"
@@ -163,27 +169,15 @@ class ColumnArith(Task):
                        target=";".join([*steps, f"ans:{answer}"]),
                        columns={"a": a, "b": b, "op": op, "digits": len(steps), "carries": carries})
 
-    @cached_property
-    def _pools(self) -> tuple[list[Example], list[Example]]:
+    def pools(self) -> tuple[list[Example], list[Example]]:
         p = self.params
         rng = random.Random(f"column-arith-{p.seed}")
-        seen: set[tuple[int, int, str]] = set()
-        pool: list[Example] = []
-        tries = 0
-        while len(pool) < p.n_train + p.n_test:
-            a, b, op, phrasing = self._draw(rng)
-            tries += 1
-            require(tries < 50 * (p.n_train + p.n_test) + 1000, "n_train+n_test", p.n_train + p.n_test,
-                    "more distinct problems than these digit ranges allow")
-            if (a, b, op) not in seen:
-                seen.add((a, b, op))
-                pool.append(self.example(a, b, op, phrasing))
-        return pool[: p.n_train], pool[p.n_train :]
 
-    def examples(self, split: str) -> list[Example]:
-        check_split(split)
-        train, test = self._pools
-        return train if split == "train" else test
+        def draw() -> tuple[tuple, Callable[[], Example]]:
+            a, b, op, phrasing = self._draw(rng)
+            return (a, b, op), lambda: self.example(a, b, op, phrasing)
+
+        return distinct_pools(draw, p.n_train, p.n_test, "these digit ranges")
 
     def reward_funcs(self) -> list[RewardFunc]:
         return [ColumnVerifier(self.params.check)]

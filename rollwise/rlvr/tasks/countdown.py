@@ -14,12 +14,19 @@ import itertools
 import math
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 from rollwise.rlvr.rewards import RewardFunc, truncated_flags
-from rollwise.rlvr.tasks.base import Example, Task, check_split, register_task, require
+from rollwise.rlvr.tasks.base import (
+    Example,
+    PooledTask,
+    distinct_pools,
+    register_task,
+    require,
+)
 
 OPS = "+-*/"
 MAX_LEN = 128  # completions longer than this are rejected without parsing
@@ -244,7 +251,7 @@ class CountdownVerifier:
 
 
 @register_task
-class Countdown(Task):
+class Countdown(PooledTask):
     name = "countdown"
     unique_answer = False
     params_cls = CountdownParams
@@ -271,28 +278,16 @@ class Countdown(Task):
         prompt = self.params.prompt_template.format(numbers=" ".join(map(str, nums)), target=target)
         return Example(prompt=prompt, answer=str(target), target=solution, columns={"numbers": list(nums)})
 
-    @cached_property
-    def _pools(self) -> tuple[list[Example], list[Example]]:
+    def pools(self) -> tuple[list[Example], list[Example]]:
         p = self.params
         rng = random.Random(p.seed)
-        seen: set[tuple] = set()
-        pool: list[Example] = []
-        tries = 0
-        while len(pool) < p.n_train + p.n_test:
-            nums, target, solution = self._instance(rng)
-            tries += 1
-            require(tries < 50 * (p.n_train + p.n_test) + 1000, "n_train+n_test", p.n_train + p.n_test,
-                    "more distinct problems than these ranges allow")
-            key = (tuple(sorted(nums)), target)  # the same numbers in another order count as the same problem
-            if key not in seen:
-                seen.add(key)
-                pool.append(self._example(nums, target, solution))
-        return pool[: p.n_train], pool[p.n_train :]
 
-    def examples(self, split: str) -> list[Example]:
-        check_split(split)
-        train, test = self._pools
-        return train if split == "train" else test
+        def draw() -> tuple[tuple, Callable[[], Example]]:
+            nums, target, solution = self._instance(rng)
+            # the same numbers in another order count as the same problem
+            return (tuple(sorted(nums)), target), lambda: self._example(nums, target, solution)
+
+        return distinct_pools(draw, p.n_train, p.n_test, "these ranges")
 
     def reward_funcs(self) -> list[RewardFunc]:
         return [CountdownVerifier(self.params.use_all, self.params.ops)]

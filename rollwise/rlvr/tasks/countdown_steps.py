@@ -20,11 +20,18 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 from rollwise.rlvr.rewards import RewardFunc, truncated_flags
-from rollwise.rlvr.tasks.base import Example, Task, check_split, register_task, require
+from rollwise.rlvr.tasks.base import (
+    Example,
+    PooledTask,
+    distinct_pools,
+    register_task,
+    require,
+)
 
 OPS = "+-*/"
 MAX_LEN = 200  # completions longer than this are rejected without parsing
@@ -142,7 +149,7 @@ class CountdownStepsParams:
 
 
 @register_task
-class CountdownSteps(Task):
+class CountdownSteps(PooledTask):
     """Countdown with written steps; many rewarded completions, all enumerable (:func:`solutions`)."""
 
     name = "countdown_steps"
@@ -173,28 +180,15 @@ class CountdownSteps(Task):
                        target=solution if solution is not None else sols[0],
                        columns={"numbers": list(nums), "n_solutions": len(sols)})
 
-    @cached_property
-    def _pools(self) -> tuple[list[Example], list[Example]]:
+    def pools(self) -> tuple[list[Example], list[Example]]:
         p = self.params
         rng = random.Random(f"countdown-steps-{p.seed}")
-        seen: set[tuple] = set()
-        pool: list[Example] = []
-        tries = 0
-        while len(pool) < p.n_train + p.n_test:
-            nums, target = self._instance(rng)
-            tries += 1
-            require(tries < 50 * (p.n_train + p.n_test) + 1000, "n_train+n_test", p.n_train + p.n_test,
-                    "more distinct problems than these ranges allow")
-            key = (tuple(sorted(nums)), target)
-            if key not in seen:
-                seen.add(key)
-                pool.append(self.example(nums, target))
-        return pool[: p.n_train], pool[p.n_train :]
 
-    def examples(self, split: str) -> list[Example]:
-        check_split(split)
-        train, test = self._pools
-        return train if split == "train" else test
+        def draw() -> tuple[tuple, Callable[[], Example]]:
+            nums, target = self._instance(rng)
+            return (tuple(sorted(nums)), target), lambda: self.example(nums, target)
+
+        return distinct_pools(draw, p.n_train, p.n_test, "these ranges")
 
     def reward_funcs(self) -> list[RewardFunc]:
         return [CountdownStepsVerifier(self.params.ops)]
