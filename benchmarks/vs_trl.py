@@ -266,7 +266,8 @@ def markdown(args: argparse.Namespace, warm: dict[str, Any], trl: dict, rw: dict
              "completions/s": f"{v['completions_per_s']:.0f}",
              "accuracy gain (points)": ", ".join(f"{100 * g:+.1f}" for g in v["acc_gain"])}
             for k, v in (("TRL GRPOTrainer", trl), ("rollwise", rw))]
-    cmd = f"rollwise bench vs-trl --size {args.size} --runs {args.runs} --steps {args.steps} --threads {args.threads}"
+    cmd = f"rollwise bench vs-trl --size {args.size} --runs {args.runs} --steps {args.steps} --threads {args.threads}" \
+        + (f" --sft-steps {args.sft_steps}" if args.sft_steps else "")
     lines = [f"# rollwise vs TRL on the same GRPO job ({args.size} size)", "", f"Command: `{cmd}`", "",
              f"Model: {warm['params']:,} parameters, warm start {warm['sft_steps_run']} SFT steps, exact "
              f"accuracy {warm['exact_accuracy']:.3f} before RL. {PROMPTS} prompts x {SAMPLES} samples, <= {MAX_NEW} "
