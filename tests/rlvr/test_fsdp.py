@@ -52,7 +52,9 @@ FSDP = "train.parallel=fsdp2"
 
 
 def _config(root: Path, name: str, *extra: str):
-    return resolve_config(overrides=[*BASE, *COMBOS[name.removesuffix("-resumed")], *extra,
+    # transformers' forward on both sides: the sharded policy cannot run the compact forward (it falls back), so
+    # with model.forward=compact the 1-process reference would use another kernel than the 2 ranks (1.6e-5 apart)
+    return resolve_config(overrides=[*BASE, "model.forward=hf", *COMBOS[name.removesuffix("-resumed")], *extra,
                                      f"run.output_dir={root / name}"])
 
 
