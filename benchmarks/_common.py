@@ -12,7 +12,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: transformers' path (``hf`` engine and forward, a separate old-log-prob pass): the settings under which the
 #: results committed before the fast path became the default were measured. The benchmarks whose committed
 #: results came from it pin it, so that their commands still regenerate those numbers.
-HF_PATH = ["rollout.engine=hf", "model.forward=hf", "train.reuse_logprobs=false"]
+HF_PATH = ["rollout.engine=hf", "model.forward=hf", "codistill.large.forward=hf", "train.reuse_logprobs=false"]
 #: the checkout: paths inside it are written relative to it, so no result names a machine's folders
 ROOT = RESULTS.parent.parent
 

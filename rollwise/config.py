@@ -93,13 +93,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from nested dicts; unknown keys and wrong types raise ConfigError."""
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = list(fields)
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else key
         if key not in names:
             raise ConfigError(f"unknown config key {dotted!r}; valid keys{' in ' + prefix if prefix else ''}: "
                               f"{', '.join(names)}")
+        factory = fields[key].default_factory
+        if isinstance(value, dict) and dataclasses.is_dataclass(hints[key]) and factory is not dataclasses.MISSING:
+            # a partial table keeps the field's own defaults (codistill.large is not a default ModelSection)
+            value = merge(to_dict(factory()), value)
         kwargs[key] = _coerce(value, hints[key], dotted)
     obj = cls(**kwargs)
     return obj

@@ -52,9 +52,9 @@ RESUMED = "alpha1"  # also run as 1 step + resume to 2 steps
 
 
 def _config(root: Path, name: str, *extra: str):
-    # transformers' path (engine and both models' forward): this tests the data-parallel machinery. With the lean
-    # engine the large model ended 3e-5 apart between 1 process and 2 ranks (measured, cause not yet found; the
-    # plain DDP test, test_distributed, holds to 1e-5 on the fast path)
+    # transformers' path (engine and both models' forward): this tests the data-parallel machinery. On the fast
+    # path (lean engine, compact forward) the large model ended 3e-5 apart between 1 process and 2 ranks (measured,
+    # cause not yet found; the plain DDP test, test_distributed, holds to 1e-5 on the fast path)
     return resolve_config(algorithm="codistill", overrides=[*BASE, "model.forward=hf", "codistill.large.forward=hf", "rollout.engine=hf", *CODISTILL,
                                                             *COMBOS[name.removesuffix("-resumed")],
                                                             *extra, f"run.output_dir={root / name}"])

@@ -88,3 +88,12 @@ def test_shipped_config_files_validate():
     assert files
     for f in files:
         resolve_config(str(f), base=DEFAULT_JOB)
+
+
+def test_a_partial_nested_table_keeps_that_fields_own_defaults():
+    """``codistill.large`` defaults to a 4-layer model; setting one of its keys must not reset the others."""
+    from rollwise.rlvr.run_config import resolve_config
+
+    default = resolve_config().codistill.large
+    changed = resolve_config(overrides=["codistill.large.forward=hf"]).codistill.large
+    assert changed.forward == "hf" and changed.tiny == default.tiny and default.tiny.num_layers == 4
