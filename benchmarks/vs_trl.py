@@ -134,7 +134,7 @@ def exact_accuracy(model: Any, tok: Any, n: int) -> float:
 
 # ------------------------------------------------------------------------------------------ the two trainers
 def run_trl(folder: Path, seed: int, steps: int, eval_prompts: int, out: Path, threads: int) -> dict[str, Any]:
-    """One TRL GRPOTrainer run from ``folder``; per-step seconds and accuracy before/after."""
+    """One TRL GRPOTrainer run from ``folder``; per-step seconds and accuracy after it."""
     from transformers import TrainerCallback
     from trl import GRPOConfig
 
@@ -155,7 +155,6 @@ def run_trl(folder: Path, seed: int, steps: int, eval_prompts: int, out: Path, t
             self.seconds.append(time.perf_counter() - self._t)
 
     model, tok = load_policy(folder)
-    before = exact_accuracy(model, tok, eval_prompts)
     set_threads(threads)
     args = GRPOConfig(
         output_dir=str(out / f"trl-{seed}"), max_steps=steps, per_device_train_batch_size=PROMPTS * SAMPLES,
@@ -170,7 +169,7 @@ def run_trl(folder: Path, seed: int, steps: int, eval_prompts: int, out: Path, t
     trainer.train()
     total = time.perf_counter() - t0
     after = exact_accuracy(trainer.model, tok, eval_prompts)
-    return {"step_seconds": clock.seconds, "wall_seconds": total, "acc_before": before, "acc_after": after}
+    return {"step_seconds": clock.seconds, "wall_seconds": total, "acc_after": after}
 
 
 def run_rollwise(folder: Path, seed: int, steps: int, eval_prompts: int, out: Path, threads: int) -> dict[str, Any]:
@@ -190,19 +189,16 @@ def run_rollwise(folder: Path, seed: int, steps: int, eval_prompts: int, out: Pa
         "train.mini_batches=1", f"train.seed={seed}", "train.eval_every=0", f"train.eval_prompts={eval_prompts}",
         "train.checkpoint_every=0", "sft.enabled=false", f"run.output_dir={run_dir}", f"run.threads={threads}",
         "run.report=false"])
-    model, tok = load_policy(folder)
-    before = exact_accuracy(model, tok, eval_prompts)
     t0 = time.perf_counter()
     run_training(cfg, overwrite=True)
     total = time.perf_counter() - t0
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     records = [r for r in records if r.get("step", 0) >= 1]
-    final, _ = load_policy(latest_checkpoint(run_dir))
+    final, tok = load_policy(latest_checkpoint(run_dir))
     after = exact_accuracy(final, tok, eval_prompts)
     phases = {k: [r[k] for r in records] for k in records[0] if k.startswith("time/")}
     return {"step_seconds": [r["time/step"] for r in records], "phases": phases, "wall_seconds": total,
-            "acc_before": before, "acc_after": after,
-            "config": {"engine": cfg.rollout.engine, "forward": cfg.model.forward,
+            "acc_after": after, "config": {"engine": cfg.rollout.engine, "forward": cfg.model.forward,
                        "reuse_logprobs": cfg.train.reuse_logprobs}}
 
 
@@ -302,12 +298,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.warm_only:
         print(json.dumps(warm, indent=2))
         return 0
+    from rollwise.rlvr.models import load_policy
+
+    before = exact_accuracy(*load_policy(folder), args.eval_prompts)  # the warm start: the same for every run
     results: dict[str, list[dict[str, Any]]] = {"trl": [], "rollwise": []}
     for seed in range(args.runs):
         order = ("trl", "rollwise") if seed % 2 == 0 else ("rollwise", "trl")
         for side in order:
             fn = run_trl if side == "trl" else run_rollwise
-            results[side].append(fn(folder, seed, args.steps, args.eval_prompts, out, args.threads))
+            results[side].append({"acc_before": before,
+                                  **fn(folder, seed, args.steps, args.eval_prompts, out, args.threads)})
             set_threads(args.threads)  # a trainer may change the thread count; both sides run with the same
     fl = floor(folder)
     trl, rw = summarise(results["trl"]), summarise(results["rollwise"])
