@@ -7,14 +7,17 @@ same computation with fewer, larger operations and no copy of the weights:
 - RMSNorm through ``F.rms_norm``; RoPE tables computed once per length and indexed by position;
 - Q/K/V and gate/up projections fused into one matrix product each (the fused weights are cached while the
   parameters do not change, and re-concatenated, differentiably, under autograd);
-- ``F.scaled_dot_product_attention`` with one boolean mask per call;
+- ``F.scaled_dot_product_attention`` with one boolean mask per call, and explicit grouped-head products for
+  one-query decode steps (:meth:`CompactLM.attention`);
 - **shared prompts**: rows that repeat the same prompt (the n rollouts of one prompt) run the prompt once;
   their responses attend to that prompt's keys and values, gathered per row. Gradients flow back through
-  the gather, so the result equals the per-row computation (up to float rounding).
+  the gather, so the result equals the per-row computation (up to float rounding). Batches without repeats
+  run prompt and response in one pass.
 
 It reads the parameters of ``model`` at every call, so an optimizer step, ``load_state_dict`` or FSDP's
 gathered replica is seen at once. Logits equal ``model(...)``'s to about 1e-5 (tests/rlvr/test_compact.py).
-Unsupported configurations (other model types, non-default RoPE, sliding windows, non-SiLU MLPs) are reported
+Unsupported configurations (other model types, non-default RoPE, sliding windows, non-SiLU MLPs, MLP biases,
+attention dropout, FSDP2-sharded parameters) are reported
 by :func:`compact_support` and the callers fall back to the Hugging Face forward.
 """
 
@@ -94,7 +97,7 @@ class CompactLM:
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
         self._cos = self._sin = torch.empty(0)
         self._fused: list[tuple[Tensor, Tensor | None, Tensor]] | None = None
-        self._fused_version: tuple[int, ...] = ()
+        self._fused_version: tuple[tuple[int, int], ...] = ()
 
     @property
     def model(self) -> nn.Module:
@@ -111,9 +114,10 @@ class CompactLM:
         with autograd they are rebuilt every call so that gradients reach the original parameters.
         """
         layers = self.model.model.layers
-        if torch.is_grad_enabled() and any(p.requires_grad for p in self.model.parameters()):
+        params = list(self.model.parameters())
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             return [self._fuse(layer) for layer in layers]
-        version = tuple(p._version for p in self.model.parameters()) + tuple(id(p) for p in self.model.parameters())
+        version = tuple((id(p), p._version) for p in params)
         if self._fused is None or version != self._fused_version:
             with torch.no_grad():
                 self._fused = [self._fuse(layer) for layer in layers]
