@@ -18,15 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import ClassVar
 
 from rollwise.rlvr.rewards import RewardFunc, truncated_flags
-from rollwise.rlvr.tasks.base import (
-    Example,
-    PooledTask,
-    distinct_pools,
-    register_task,
-    require,
-)
+from rollwise.rlvr.tasks.base import Example, PooledTask, distinct_pools, register_task, require
 
 OPS = "+-*/"
 MAX_LEN = 128  # completions longer than this are rejected without parsing
@@ -209,32 +204,61 @@ def solve(numbers: list[int], target: int, use_all: bool = True, ops: str = OPS)
 
 
 @dataclass
-class CountdownParams:
+class NumbersParams:
+    """The settings both Countdown tasks share: how numbers and targets are drawn, the operators, the pools."""
+
+    #: the smallest ``min_number`` the task accepts
+    smallest_number: ClassVar[int] = 0
+
     n_numbers: int = 4  # numbers given per problem
     min_number: int = 1  # numbers are uniform integers in [min_number, max_number]
     max_number: int = 9
     min_target: int = 10  # targets are integers in [min_target, max_target]
     max_target: int = 99
-    use_all: bool = True  # True: each number exactly once; False: at most once
     ops: str = OPS  # allowed operators, a subset of "+-*/"
     n_train: int = 4096  # RL training problems
     n_test: int = 512  # held-out problems, disjoint from training as (multiset of numbers, target)
-    prompt_template: str = "{numbers};{target}="  # {numbers} is space-separated
     seed: int = 0  # seed of the pools
 
     def __post_init__(self) -> None:
-        require(self.n_numbers >= 2, "n_numbers", self.n_numbers, "must be >= 2")
-        require(0 <= self.min_number <= self.max_number, "min_number/max_number",
-                (self.min_number, self.max_number), "need 0 <= min_number <= max_number")
+        low = self.smallest_number
+        require(low <= self.min_number <= self.max_number, "min_number/max_number",
+                (self.min_number, self.max_number), f"need {low} <= min_number <= max_number")
         require(self.min_target <= self.max_target, "min_target/max_target", (self.min_target, self.max_target),
                 "need min_target <= max_target")
         require(bool(self.ops) and all(c in OPS for c in self.ops), "ops", self.ops, f"must be a subset of {OPS!r}")
         require(self.n_train >= 0 and self.n_test >= 0, "n_train/n_test", (self.n_train, self.n_test), "must be >= 0")
+
+
+@dataclass
+class CountdownParams(NumbersParams):
+    use_all: bool = True  # True: each number exactly once; False: at most once
+    prompt_template: str = "{numbers};{target}="  # {numbers} is space-separated
+
+    def __post_init__(self) -> None:
+        require(self.n_numbers >= 2, "n_numbers", self.n_numbers, "must be >= 2")
+        super().__post_init__()
         require("{numbers}" in self.prompt_template and "{target}" in self.prompt_template, "prompt_template",
                 self.prompt_template, "must contain {numbers} and {target}")
 
 
-class CountdownVerifier:
+class NumbersVerifier:
+    """Reward 1.0 iff the completion is not truncated and :meth:`correct` holds for it, the ``numbers``
+    column and the target ``answer``."""
+
+    __name__ = "numbers_correct"
+
+    def correct(self, completion: str, numbers: list[int], target: int) -> bool:
+        raise NotImplementedError
+
+    def __call__(self, prompts: list[str], completions: list[str], answer: list[str], numbers: list[list[int]],
+                 **kwargs) -> list[float]:
+        truncated = truncated_flags(kwargs, len(completions), self.__name__)
+        return [float(not t and self.correct(c, list(nums), int(a)))
+                for c, a, nums, t in zip(completions, answer, numbers, truncated, strict=True)]
+
+
+class CountdownVerifier(NumbersVerifier):
     """Reward 1.0 iff the completion parses, uses the given ``numbers`` column correctly, equals ``answer``
     and is not truncated."""
 
@@ -243,11 +267,8 @@ class CountdownVerifier:
     def __init__(self, use_all: bool = True, ops: str = OPS) -> None:
         self.use_all, self.ops = use_all, ops
 
-    def __call__(self, prompts: list[str], completions: list[str], answer: list[str], numbers: list[list[int]],
-                 **kwargs) -> list[float]:
-        truncated = truncated_flags(kwargs, len(completions), self.__name__)
-        return [float(not t and is_solution(c, list(nums), int(a), self.use_all, self.ops))
-                for c, a, nums, t in zip(completions, answer, numbers, truncated, strict=True)]
+    def correct(self, completion: str, numbers: list[int], target: int) -> bool:
+        return is_solution(completion, numbers, target, self.use_all, self.ops)
 
 
 @register_task

@@ -23,17 +23,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
-from rollwise.rlvr.rewards import RewardFunc, truncated_flags
-from rollwise.rlvr.tasks.base import (
-    Example,
-    PooledTask,
-    distinct_pools,
-    register_task,
-    require,
-)
+from rollwise.rlvr.rewards import RewardFunc
+from rollwise.rlvr.tasks.base import Example, PooledTask, distinct_pools, register_task, require
+from rollwise.rlvr.tasks.countdown import OPS, NumbersParams, NumbersVerifier
 
-OPS = "+-*/"
 MAX_LEN = 200  # completions longer than this are rejected without parsing
 _STEP = re.compile(r"^([1-9]\d*)([+\-*/])([1-9]\d*)=([1-9]\d*)(?::([1-9]\d*(?: [1-9]\d*)*))?$")
 
@@ -108,7 +103,7 @@ def solutions(numbers: list[int], target: int, ops: str = OPS) -> list[str]:
     return list(_solutions(tuple(sorted(numbers)), int(target), ops))
 
 
-class CountdownStepsVerifier:
+class CountdownStepsVerifier(NumbersVerifier):
     """Reward 1.0 iff the completion ended with EOS and :func:`replay` of it on the ``numbers`` column reaches
     ``answer``."""
 
@@ -117,35 +112,21 @@ class CountdownStepsVerifier:
     def __init__(self, ops: str = OPS) -> None:
         self.ops = ops
 
-    def __call__(self, prompts: list[str], completions: list[str], answer: list[str], numbers: list[list[int]],
-                 **kwargs) -> list[float]:
-        truncated = truncated_flags(kwargs, len(completions), self.__name__)
-        return [float(not t and replay(c, list(nums), self.ops) == int(a))
-                for c, a, nums, t in zip(completions, answer, numbers, truncated, strict=True)]
+    def correct(self, completion: str, numbers: list[int], target: int) -> bool:
+        return replay(completion, numbers, self.ops) == target
 
 
 @dataclass
-class CountdownStepsParams:
-    n_numbers: int = 4  # numbers given per problem
-    min_number: int = 1  # numbers are uniform integers in [min_number, max_number]
+class CountdownStepsParams(NumbersParams):
+    smallest_number: ClassVar[int] = 1
+
     max_number: int = 13
-    min_target: int = 10  # targets are integers in [min_target, max_target]
-    max_target: int = 99
     min_solutions: int = 1  # pool problems have at least this many rewarded completions
-    ops: str = OPS  # allowed operators, a subset of "+-*/"
-    n_train: int = 4096  # RL training problems
-    n_test: int = 512  # held-out problems, disjoint from training as (multiset of numbers, target)
-    seed: int = 0  # seed of the pools
 
     def __post_init__(self) -> None:
         require(2 <= self.n_numbers <= 5, "n_numbers", self.n_numbers, "must be in [2, 5] (solutions are enumerated)")
-        require(1 <= self.min_number <= self.max_number, "min_number/max_number",
-                (self.min_number, self.max_number), "need 1 <= min_number <= max_number")
-        require(self.min_target <= self.max_target, "min_target/max_target", (self.min_target, self.max_target),
-                "need min_target <= max_target")
         require(self.min_solutions >= 1, "min_solutions", self.min_solutions, "must be >= 1")
-        require(bool(self.ops) and all(c in OPS for c in self.ops), "ops", self.ops, f"must be a subset of {OPS!r}")
-        require(self.n_train >= 0 and self.n_test >= 0, "n_train/n_test", (self.n_train, self.n_test), "must be >= 0")
+        super().__post_init__()
 
 
 @register_task
