@@ -18,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from rollwise.rlvr.rewards import RewardFunc, truncated_flags
 from rollwise.rlvr.tasks.base import Example, PooledTask, distinct_pools, register_task, require
 
 OPS = "+-*/"
 MAX_LEN = 128  # completions longer than this are rejected without parsing
+T = TypeVar("T")
 
 
 class _Parser:
@@ -146,6 +147,21 @@ def _combine(a: _Node, b: _Node, op: str) -> _Node | None:
 
 def _leaf(x: int) -> _Node:
     return (x, 1), str(x), 3
+
+
+def combine_at_random(items: list[T], rng: random.Random, ops: str,
+                      combine: Callable[[T, T, str], T | None]) -> T | None:
+    """Replace two of ``items`` drawn at random by ``combine(a, b, op)`` with a random operator from ``ops``
+    until one item is left, and return it; None as soon as a combination is invalid (``combine`` gave None).
+
+    Each combination draws ``rng.sample(range(len(items)), 2)`` and then ``rng.choice(ops)``."""
+    while len(items) > 1:
+        i, j = rng.sample(range(len(items)), 2)
+        item = combine(items[i], items[j], rng.choice(ops))
+        if item is None:
+            return None
+        items = [m for t, m in enumerate(items) if t not in (i, j)] + [item]
+    return items[0]
 
 
 @lru_cache(maxsize=4096)
@@ -285,15 +301,9 @@ class Countdown(PooledTask):
             nums = [rng.randint(p.min_number, p.max_number) for _ in range(p.n_numbers)]
             for _ in range(64):
                 k = p.n_numbers if p.use_all else rng.randint(2, p.n_numbers)
-                nodes = [_leaf(x) for x in rng.sample(nums, k)]
-                while len(nodes) > 1:
-                    i, j = rng.sample(range(len(nodes)), 2)
-                    node = _combine(nodes[i], nodes[j], rng.choice(p.ops))
-                    if node is None:
-                        break
-                    nodes = [m for t, m in enumerate(nodes) if t not in (i, j)] + [node]
-                if len(nodes) == 1 and nodes[0][0][1] == 1 and p.min_target <= nodes[0][0][0] <= p.max_target:
-                    return nums, nodes[0][0][0], nodes[0][1]
+                node = combine_at_random([_leaf(x) for x in rng.sample(nums, k)], rng, p.ops, _combine)
+                if node is not None and node[0][1] == 1 and p.min_target <= node[0][0] <= p.max_target:
+                    return nums, node[0][0], node[1]
 
     def _example(self, nums: list[int], target: int, solution: str) -> Example:
         prompt = self.params.prompt_template.format(numbers=" ".join(map(str, nums)), target=target)

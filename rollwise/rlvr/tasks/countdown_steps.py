@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from rollwise.rlvr.rewards import RewardFunc
 from rollwise.rlvr.tasks.base import Example, PooledTask, distinct_pools, register_task, require
-from rollwise.rlvr.tasks.countdown import OPS, NumbersParams, NumbersVerifier
+from rollwise.rlvr.tasks.countdown import OPS, NumbersParams, NumbersVerifier, combine_at_random
 
 MAX_LEN = 200  # completions longer than this are rejected without parsing
 _STEP = re.compile(r"^([1-9]\d*)([+\-*/])([1-9]\d*)=([1-9]\d*)(?::([1-9]\d*(?: [1-9]\d*)*))?$")
@@ -143,16 +143,10 @@ class CountdownSteps(PooledTask):
         p = self.params
         while True:
             nums = [rng.randint(p.min_number, p.max_number) for _ in range(p.n_numbers)]
-            state = list(nums)
-            while len(state) > 1:
-                i, j = rng.sample(range(len(state)), 2)
-                z = apply_op(state[i], state[j], rng.choice(p.ops))
-                if z is None:
-                    break
-                state = [v for k, v in enumerate(state) if k not in (i, j)] + [z]
-            if len(state) == 1 and p.min_target <= state[0] <= p.max_target and \
-                    len(solutions(nums, state[0], p.ops)) >= p.min_solutions:
-                return nums, state[0]
+            z = combine_at_random(list(nums), rng, p.ops, apply_op)
+            if z is not None and p.min_target <= z <= p.max_target and \
+                    len(solutions(nums, z, p.ops)) >= p.min_solutions:
+                return nums, z
 
     def example(self, nums: list[int], target: int, solution: str | None = None) -> Example:
         """The problem (numbers in the given order); ``target`` field = ``solution`` or the first solution."""
