@@ -1,4 +1,5 @@
-"""Correction of the mismatch between the rollout engine and the trainer (ais.md sections 2 and 3).
+"""Correction of the mismatch between the rollout engine and the trainer: the standard corrections and AIS
+(Zhou et al., arXiv 2605.13907).
 
 A correction maps a batch (with ``rollout_logprobs`` from the engine and ``old_logprobs`` from the
 trainer) to per-token importance weights ``(B, T)`` (detached, multiplied into the policy loss), an
@@ -16,8 +17,9 @@ Registry (``algorithm.correction``):
   sequence's geometric-mean ratio exp(mean_t delta_t); with ``weight = one`` it is geo-RS (length-invariant
   rejection, verl's ``seq_mean_k1``). ``tis`` accepts ``geometric`` too.
 - ``ais``: adaptive IS (arXiv 2605.13907): w_hat = (1 - lambda) + lambda * min(rho, C), with lambda from
-  three per-batch diagnostics. The map and the combination rule are reconstructed ([INFERRED], ais.md 2.2-2.4);
-  every guess is a field of :class:`AISConfig`.
+  three per-batch diagnostics. The AIS abstract names the diagnostics (weight reliability, divergence severity,
+  variance amplification) but its method section was not available: how each is computed, the maps to [0, 1]
+  and the combination rule are reconstructed, and every guess is a field of :class:`AISConfig`.
 
 Notation: delta = log pi_old - log mu (trainer minus engine), rho = exp(delta). All exponents are clamped to
 [-20, 20] (verl convention), so no weight overflows.
@@ -79,7 +81,7 @@ LEVELS = ("token", "sequence", "geometric")
 def level_log_weights(log_ratio: Tensor, mask: Tensor, level: str) -> Tensor:
     """Log-weights at ``level``, broadcast to (B, T): per token, the sequence sum on every token, or
     (``geometric``) the sequence mean over its valid tokens, i.e. the log of the geometric-mean ratio
-    (verl's ``seq_mean_k1``; a length-invariant sequence statistic, ais.md section 3 geo-RS)."""
+    (verl's ``seq_mean_k1``; a length-invariant sequence statistic, used by geo-RS rejection)."""
     if level == "token":
         return log_ratio
     if level == "sequence":
@@ -168,7 +170,7 @@ class Correction:
         mask = batch.response_mask
         raw = (batch.old_logprobs - batch.rollout_logprobs).detach()
         finite = torch.isfinite(raw) | (mask == 0)
-        bad_seq = ~finite.all(-1)  # (B,) engine returned -inf/nan for a sampled token (ais.md 2.5)
+        bad_seq = ~finite.all(-1)  # (B,) engine returned -inf/nan for a sampled token
         valid = mask * (~bad_seq).to(mask.dtype)[:, None]
         log_ratio = torch.where(finite, raw, torch.zeros_like(raw)) * valid
         with torch.no_grad():
@@ -208,6 +210,18 @@ class NoCorrection(Correction):
     """Use rollouts as if they came from the trainer's policy (diagnostics only)."""
 
 
+class RatioCorrection(Correction):
+    """A correction that reads only the importance ratio rho = exp(level log-weights) at ``cfg.level``."""
+
+    def weights(self, log_ratio: Tensor, mask: Tensor, advantages: Tensor | None = None
+                ) -> tuple[Tensor | None, Tensor | None, dict[str, float]]:
+        return self.from_ratio(bounded_exp(level_log_weights(log_ratio, mask, self.cfg.level)), mask)
+
+    def from_ratio(self, rho: Tensor, mask: Tensor) -> tuple[Tensor | None, Tensor | None, dict[str, float]]:
+        """Weights, keep mask and metrics (as :meth:`Correction.weights`) from the ratios ``rho`` (B, T)."""
+        raise NotImplementedError
+
+
 # ------------------------------------------------------------------------------------------ TIS
 @dataclass
 class TISConfig:
@@ -221,15 +235,14 @@ class TISConfig:
 
 
 @register_correction("tis")
-class TruncatedIS(Correction):
-    """Truncated importance sampling (ais.md section 3): w = clamp(rho, floor, C) at token or sequence level."""
+class TruncatedIS(RatioCorrection):
+    """Truncated importance sampling (Yao et al. 2025, "Your Efficient RL Framework Secretly Brings You
+    Off-Policy RL Training"): w = clamp(rho, floor, C) at token, sequence or geometric-mean level."""
 
     Config = TISConfig
     cfg: TISConfig
 
-    def weights(self, log_ratio: Tensor, mask: Tensor, advantages: Tensor | None = None
-                ) -> tuple[Tensor | None, Tensor | None, dict[str, float]]:
-        rho = bounded_exp(level_log_weights(log_ratio, mask, self.cfg.level))
+    def from_ratio(self, rho: Tensor, mask: Tensor) -> tuple[Tensor | None, Tensor | None, dict[str, float]]:
         clipped = ((rho > self.cfg.cap) | (rho < self.cfg.floor)).to(mask.dtype)
         w = rho.clamp(self.cfg.floor, self.cfg.cap) * mask
         return w, None, {"correction/clip_frac": float(masked_mean(clipped, mask))}
@@ -251,15 +264,16 @@ class MISConfig:
 
 
 @register_correction("mis")
-class MaskedIS(Correction):
-    """Masked importance sampling (ais.md section 3): keep = lower <= rho <= upper, w = rho * keep."""
+class MaskedIS(RatioCorrection):
+    """Masked importance sampling: keep = lower <= rho <= upper, w = rho * keep (or keep alone).
+
+    Per token it is IcePop (Ling team); per sequence, Seq-MIS (Liu, Li et al. 2025, "When Speed Kills
+    Stability"); on the geometric-mean ratio with ``weight="one"``, geo-RS."""
 
     Config = MISConfig
     cfg: MISConfig
 
-    def weights(self, log_ratio: Tensor, mask: Tensor, advantages: Tensor | None = None
-                ) -> tuple[Tensor | None, Tensor | None, dict[str, float]]:
-        rho = bounded_exp(level_log_weights(log_ratio, mask, self.cfg.level))
+    def from_ratio(self, rho: Tensor, mask: Tensor) -> tuple[Tensor | None, Tensor | None, dict[str, float]]:
         keep = ((rho >= self.cfg.lower) & (rho <= self.cfg.upper)).to(mask.dtype) * mask
         w = (rho if self.cfg.weight == "ratio" else torch.ones_like(rho)) * keep
         return w, keep, {}
@@ -268,14 +282,16 @@ class MaskedIS(Correction):
 # ------------------------------------------------------------------------------------------ AIS
 @dataclass
 class AISConfig:
-    cap: float = 2.0  # truncation C of the token weights min(rho, C) (AIS keeps a cap [SECONDARY])
-    tau_d: float = 0.05  # [INFERRED] divergence scale: S = 1 - exp(-D / tau_d), D = mean |delta|
-    tau_v: float = 0.5  # [INFERRED] variance scale: P = 1 / (1 + (V / tau_v)^2)
-    ess_weights: Literal["seq_raw", "seq_geo", "token"] = "seq_raw"  # [INFERRED] weights whose ESS gives R
-    variance: Literal["cv", "adv_ratio"] = "cv"  # [INFERRED] V = CV of min(rho, C), or the advantage-weighted ratio
-    combine: Literal["product", "sigmoid"] = "product"  # [INFERRED] S*R*P, or sigmoid(a S + b R - c V + d)
+    #: truncation C of the token weights min(rho, C) (that AIS keeps a cap comes from third-party reading notes
+    #: on the paper's body, not from the paper itself); the remaining fields are reconstructed choices
+    cap: float = 2.0
+    tau_d: float = 0.05  # reconstructed divergence scale: S = 1 - exp(-D / tau_d), D = mean |delta|
+    tau_v: float = 0.5  # reconstructed variance scale: P = 1 / (1 + (V / tau_v)^2)
+    ess_weights: Literal["seq_raw", "seq_geo", "token"] = "seq_raw"  # reconstructed: weights whose ESS gives R
+    variance: Literal["cv", "adv_ratio"] = "cv"  # reconstructed: V = CV of min(rho, C), or the advantage-weighted ratio
+    combine: Literal["product", "sigmoid"] = "product"  # reconstructed: S*R*P, or sigmoid(a S + b R - c V + d)
     sigmoid_coefs: list[float] = field(default_factory=lambda: [8.0, 4.0, 4.0, -6.0])  # a, b, c, d of sigmoid
-    affordability: Literal["trust", "flipped"] = "trust"  # [INFERRED] lambda = S*(R*P), or S*(1 - R*P)
+    affordability: Literal["trust", "flipped"] = "trust"  # reconstructed: lambda = S*(R*P), or S*(1 - R*P)
     interp: Literal["linear", "power"] = "linear"  # w_hat = (1-lambda) + lambda*w, or tempered w^lambda
     lam_min: float = 0.0  # lower clip of lambda
     lam_max: float = 1.0  # upper clip of lambda
@@ -294,17 +310,19 @@ class AISConfig:
 
 
 def divergence_severity(d: float, tau_d: float) -> float:
-    """S = 1 - exp(-D / tau_d) in [0, 1) (ais.md 2.2a, [INFERRED] map); 0 iff D = 0, increasing in D."""
+    """S = 1 - exp(-D / tau_d) in [0, 1) (divergence severity; the map is reconstructed);
+    0 iff D = 0, increasing in D."""
     return 1.0 - math.exp(-d / tau_d)
 
 
 def variance_penalty(v: float, tau_v: float) -> float:
-    """P = 1 / (1 + (V / tau_v)^2) in (0, 1] (ais.md 2.2c, [INFERRED] map); 1 iff V = 0."""
+    """P = 1 / (1 + (V / tau_v)^2) in (0, 1] (from the variance amplification V; the map is
+    reconstructed); 1 iff V = 0."""
     return 1.0 / (1.0 + (v / tau_v) ** 2)
 
 
 def reliability_log_weights(log_ratio: Tensor, mask: Tensor, kind: str) -> Tensor:
-    """Log-weights whose ESS is the weight reliability R (ais.md 2.2b): (N,) for N sequences or tokens.
+    """Log-weights whose ESS is the weight reliability R (reconstructed): (N,) for N sequences or tokens.
 
     ``seq_raw``: sum_t delta per sequence; ``seq_geo``: mean_t delta per sequence; ``token``: every valid delta.
     """
@@ -318,9 +336,9 @@ def reliability_log_weights(log_ratio: Tensor, mask: Tensor, kind: str) -> Tenso
 
 
 def variance_amplification(w: Tensor, mask: Tensor, kind: str, advantages: Tensor | None) -> float:
-    """V (ais.md 2.2c). ``cv``: std/mean of the truncated token weights (B, T) over valid tokens.
+    """Variance amplification V (reconstructed). ``cv``: std/mean of the truncated token weights (B, T) over valid tokens.
 
-    ``adv_ratio`` ([INFERRED] alternative): r = Var_i(A_i * mean_t w_it) / Var_i(A_i) over sequences and
+    ``adv_ratio`` (a second reconstruction): r = Var_i(A_i * mean_t w_it) / Var_i(A_i) over sequences and
     V = sqrt(max(r - 1, 0)), so that independent weights of CV c give V ~ c; falls back to ``cv`` when the
     advantages are missing or constant.
     """
@@ -337,7 +355,7 @@ def variance_amplification(w: Tensor, mask: Tensor, kind: str, advantages: Tenso
 
 
 def mix_coefficient(s: float, r: float, v: float, cfg: AISConfig) -> float:
-    """lambda from the three diagnostics (ais.md 2.3, [INFERRED]), clipped to [lam_min, lam_max].
+    """lambda from the three diagnostics (the combination rule is reconstructed), clipped to [lam_min, lam_max].
 
     product: S * R * P (need x affordability; 0 when the policies agree); ``flipped``: S * (1 - R * P);
     sigmoid: sigmoid(a S + b R - c V + d) (does not vanish at S = 0; an ablation only).
@@ -354,7 +372,7 @@ def mix_coefficient(s: float, r: float, v: float, cfg: AISConfig) -> float:
 
 
 def ais_weights(rho_trunc: Tensor, lam: float, interp: str) -> Tensor:
-    """w_hat (ais.md 2.4): (1 - lambda) + lambda * w (linear) or w ** lambda (power); (B, T) -> (B, T).
+    """w_hat, the interpolation the AIS abstract describes: (1 - lambda) + lambda * w (linear) or w ** lambda (power); (B, T) -> (B, T).
 
     Linear interpolation makes the gradient exactly (1 - lambda) * grad_uncorrected + lambda * grad_TIS.
     """
@@ -365,7 +383,8 @@ def ais_weights(rho_trunc: Tensor, lam: float, interp: str) -> Tensor:
 
 @register_correction("ais")
 class AdaptiveIS(Correction):
-    """AIS (arXiv 2605.13907): per-batch mixing of the uncorrected and the token-TIS gradient (ais.md 2.6).
+    """AIS (arXiv 2605.13907): per-batch mixing of the uncorrected and the token-TIS gradient; the diagnostics'
+    formulas below are reconstructed (the paper's method section was not available).
 
     D = mean|delta|, S = 1 - exp(-D/tau_d); R = ESS ratio of the sequence weights; V = CV of min(rho, C),
     P = 1/(1 + (V/tau_v)^2); lambda = clip(S R P); w_hat = (1 - lambda) + lambda min(rho, C).

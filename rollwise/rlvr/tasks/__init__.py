@@ -28,8 +28,12 @@ from rollwise.rlvr.tasks.make_n import MakeN, MakeNParams, canonical_form, corre
 from rollwise.rlvr.tasks.reverse import Reverse, ReverseParams
 
 __all__ = [
-    "TASKS", "Add3", "Add3Params", "ColumnArith", "ColumnArithParams", "Countdown", "CountdownParams",
-    "CountdownSteps", "CountdownStepsParams", "DatasetError", "DatasetParams", "Example", "MakeN", "MakeNParams",
-    "MathDataset", "RewardFunc", "Reverse", "ReverseParams", "Task", "canonical_form", "check_split",
-    "collate_columns", "correct_set", "exact_answer", "make_task", "register_task", "require", "task_names",
+    # what a task author needs (docs/rlvr.md, "How to add a task")
+    "Task", "Example", "register_task", "require", "check_split", "collate_columns", "RewardFunc", "exact_answer",
+    # finding and building registered tasks
+    "TASKS", "make_task", "task_names",
+    # the built-in tasks, their parameters and helpers
+    "Add3", "Add3Params", "ColumnArith", "ColumnArithParams", "Countdown", "CountdownParams", "CountdownSteps",
+    "CountdownStepsParams", "DatasetError", "DatasetParams", "MathDataset", "MakeN", "MakeNParams",
+    "canonical_form", "correct_set", "Reverse", "ReverseParams",
 ]
