@@ -2,19 +2,21 @@
 
 GRPO's objective only sees how much probability sits on the correct set C(x), not how it is spread inside
 it, so sampling noise lets popular correct answers crowd out rare ones. UCPO re-weights the positive
-advantages of a group's correct responses towards those the old policy finds unlikely (ucpo.md 1.2-1.4).
+advantages of a group's correct responses towards those the old policy finds unlikely.
+The paper's method section was not available: the estimators below follow the authors' released code
+(AnamikaLochab/UCPO), and the penalty they are read against, KL(pi_C || Uniform(C)), is reconstructed.
 
-Within a group, over its correct rollouts S = {i : r_i > 0} (ucpo.md 1.2, length-normalised, detached)::
+Within a group, over its correct rollouts S = {i : r_i > 0} (length-normalised, detached)::
 
     s_i = (1/|y_i|) sum_t log pi_old(y_it | .)                       (sequence score)
     q_i = exp(s_i) / sum_{j in S} exp(s_j)                           (within-group conditional prob.)
 
 Estimators (the arithmetic follows the authors' ``core_algos.py``, commit 93ce506):
 
-- ``ucpo`` (their ``iq``, ``compute_dgrpo_advantage_outcome_invq_l``, ucpo.md 1.3): in a group with
+- ``ucpo`` (their ``iq``, ``compute_dgrpo_advantage_outcome_invq_l``): in a group with
   |S| >= 2, A_i <- A_base |S| w_i with w_i = (1 - tau)/|S| + tau t_i and t_i proportional to 1/q_i, so the
   correct-set advantage sum is unchanged and tau = 0 is GRPO.
-- ``divgrpo`` (their ``compute_dgrpo_advantage_outcome_A_mod[_l]``, ucpo.md 1.4): A_i += tau (-log q_i - H(q))
+- ``divgrpo`` (their ``compute_dgrpo_advantage_outcome_A_mod[_l]``): A_i += tau (-log q_i - H(q))
   for i in S (|S| >= 2), the centred surprisal, i.e. the gradient of -KL(pi_C || Uniform) w.r.t. s_i
   divided by q_i. Unlike ``ucpo`` it also acts on all-correct groups.
 
@@ -43,7 +45,7 @@ def sequence_scores(old_logprobs: Tensor, response_mask: Tensor, length_norm: bo
         old_logprobs: (B, T) behaviour-policy log-probs of the sampled tokens.
         response_mask: (B, T) 1 on generated tokens (EOS included).
     Returns:
-        (B,) scores (ucpo.md 1.2; ``length_norm=False`` is the sequence log-prob of ``divgrpo``).
+        (B,) scores (the authors' code; ``length_norm=False`` is the sequence log-prob of ``divgrpo``).
     """
     mask = response_mask.to(old_logprobs.dtype)
     total = (old_logprobs.detach() * mask).sum(dim=-1)
@@ -51,7 +53,7 @@ def sequence_scores(old_logprobs: Tensor, response_mask: Tensor, length_norm: bo
 
 
 def subgroup_log_q(scores: Tensor, member: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Self-normalised log q over the members of each group (ucpo.md 1.2).
+    """Self-normalised log q over the members of each group (the authors' code).
 
     Args:
         scores: (B,) sequence scores s_i.
@@ -79,7 +81,7 @@ def inverse_q_weights(log_q: Tensor, member: Tensor, group_ids: Tensor, tau: flo
                       ) -> Tensor:
     """|S| w_i with w_i = (1 - tau)/|S| + tau t_i, t_i = (1/max(q_i, q_floor)) / sum_S 1/max(q_j, q_floor).
 
-    Steps 3-4 of ucpo.md 1.3. The weights of a group's members average to 1 (sum to |S|); equal q gives 1.
+    As the authors' ``iq`` estimator. The weights of a group's members average to 1 (sum to |S|); equal q gives 1.
     Returns (B,), 1 for non-members.
     """
     _, inverse = torch.unique(group_ids, return_inverse=True)
@@ -95,7 +97,7 @@ def inverse_q_weights(log_q: Tensor, member: Tensor, group_ids: Tensor, tau: flo
 def sharpening_penalty(scores: Tensor, incorrect: Tensor, group_ids: Tensor, alpha: float) -> Tensor:
     """alpha max(0, -log q_i - H(q)) over each group's incorrect subgroup with >= 2 members, else 0 (B,).
 
-    ucpo.md 1.3 step 5 (the authors' optional "sharpening" of rare incorrect responses).
+    The authors' optional "sharpening" of rare incorrect responses.
     """
     if alpha == 0.0:
         return torch.zeros_like(scores)
@@ -120,7 +122,7 @@ def _correct_sets(rewards: Tensor, old_logprobs: Tensor, response_mask: Tensor, 
 def ucpo_advantages(rewards: Tensor, old_logprobs: Tensor, response_mask: Tensor, group_ids: Tensor, *,
                     tau: float = 0.2, alpha: float = 0.0, length_norm: bool = True, q_floor: float = 1e-6,
                     eps: float = 1e-6) -> Tensor:
-    """UCPO inverse-q advantages (the authors' ``iq`` estimator, ucpo.md 1.3).
+    """UCPO inverse-q advantages (the authors' ``iq`` estimator).
 
     1. A_i = GRPO advantage (group mean / Bessel std, ``grpo_advantages``).
     2. In each group with |S| >= 2 correct rollouts: q from ``subgroup_log_q`` of the detached scores.
@@ -145,7 +147,7 @@ def ucpo_advantages(rewards: Tensor, old_logprobs: Tensor, response_mask: Tensor
 def centred_surprisal_advantages(rewards: Tensor, old_logprobs: Tensor, response_mask: Tensor, group_ids: Tensor,
                                  *, tau: float = 0.1, alpha: float = 0.0, length_norm: bool = False,
                                  eps: float = 1e-6) -> Tensor:
-    """``divgrpo``: GRPO plus tau (-log q_i - H(q)) on correct rollouts of groups with |S| >= 2 (ucpo.md 1.4).
+    """``divgrpo``: GRPO plus tau (-log q_i - H(q)) on correct rollouts of groups with |S| >= 2.
 
     The bonus sums to 0 over each group's correct set (a centred surprisal). ``length_norm=False`` is the
     authors' ``divgrpo`` (sequence log-prob), ``True`` their ``divgrpo_l``. Shapes as ``ucpo_advantages``.
@@ -159,7 +161,7 @@ def centred_surprisal_advantages(rewards: Tensor, old_logprobs: Tensor, response
 
 def correct_set_diagnostics(rewards: Tensor, old_logprobs: Tensor, response_mask: Tensor, group_ids: Tensor,
                             length_norm: bool = True) -> dict[str, float]:
-    """What the authors log per step, over groups with >= 2 correct rollouts (ucpo.md 1.3 step 6).
+    """What the authors log per step, over groups with >= 2 correct rollouts.
 
     Returns ``ucpo/Hq_correct`` (mean H(q)), ``ucpo/Hq_norm`` (mean H(q)/log|S|), ``ucpo/max_q``,
     ``ucpo/n_correct`` (mean |S|) and ``ucpo/groups_active`` (fraction of groups with |S| >= 2); NaN when
@@ -204,23 +206,28 @@ def _check(name: str, tau: float, alpha: float, q_floor: float | None = None) ->
 
 
 @dataclass(frozen=True)
-class UCPOParams:
+class SurprisalParams:
+    """The parameters UCPO and Div-GRPO share; each adds ``tau`` and ``length_norm`` with its own default."""
+
+    alpha: float = field(default=0.0, metadata={"help": "sharpening of rare incorrect responses (0 = none, the "
+                                                        "UCPO paper's setting)"})
+    eps: float = field(default=1e-6, metadata={"help": "added to the group std (UCPO authors 1e-8; grpo here 1e-6)"})
+
+
+@dataclass(frozen=True)
+class UCPOParams(SurprisalParams):
     tau: float = field(default=0.2, metadata={"help": "mix towards 1/q weights: 0 = GRPO, 1 = A ~ 1/q (paper 0.2)"})
-    alpha: float = field(default=0.0, metadata={"help": "sharpening of rare incorrect responses (paper 0)"})
     length_norm: bool = field(default=True, metadata={"help": "q from per-token mean old log-probs (authors' iq)"})
     q_floor: float = field(default=1e-6, metadata={"help": "q is clamped to this before 1/q (authors 1e-6)"})
-    eps: float = field(default=1e-6, metadata={"help": "added to the group std (authors 1e-8; grpo here 1e-6)"})
 
     def __post_init__(self) -> None:
         _check("ucpo", self.tau, self.alpha, self.q_floor)
 
 
 @dataclass(frozen=True)
-class DivGRPOParams:
+class DivGRPOParams(SurprisalParams):
     tau: float = field(default=0.1, metadata={"help": "weight of the centred-surprisal bonus (authors' default 0.1)"})
-    alpha: float = field(default=0.0, metadata={"help": "sharpening of rare incorrect responses"})
     length_norm: bool = field(default=False, metadata={"help": "False: divgrpo (sequence log-prob); True: divgrpo_l"})
-    eps: float = field(default=1e-6, metadata={"help": "added to the group std"})
 
     def __post_init__(self) -> None:
         _check("divgrpo", self.tau, self.alpha)
