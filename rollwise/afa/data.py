@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rollwise.shapes import Dim
+
 SPLITS = ("train", "val", "test")
 DATASETS = ("cube_nm", "cube", "digits", "breast_cancer", "wine")
 
@@ -33,13 +35,8 @@ class AFAData:
     n_classes: int
     context_group: int | None = None
 
-    @property
-    def n_features(self) -> int:
-        return self.groups.shape[1]
-
-    @property
-    def n_groups(self) -> int:
-        return self.groups.shape[0]
+    n_groups = Dim("groups", 0)  # K
+    n_features = Dim("groups", 1)  # d
 
     def validate(self) -> None:
         """Raise ``ValueError`` if groups are not a partition of the features or costs are not positive."""

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rollwise.shapes import Dim
+
 
 @dataclass(frozen=True)
 class ALRNNConfig:
@@ -78,13 +80,8 @@ class ALRNNParams:
     L: torch.Tensor
     n_pwl: int
 
-    @property
-    def n_obs(self) -> int:
-        return self.L.shape[1]
-
-    @property
-    def n_latent(self) -> int:
-        return self.A.shape[0]
+    n_latent = Dim("A", 0)  # M
+    n_obs = Dim("L", 1)  # N
 
     def to(self, dtype: torch.dtype) -> ALRNNParams:
         return ALRNNParams(*(t.detach().clone().to(dtype) for t in (self.A, self.W, self.h, self.L)), self.n_pwl)

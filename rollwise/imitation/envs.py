@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from rollwise.shapes import Dim
+
 
 @dataclass
 class TabularMDP:
@@ -40,13 +42,8 @@ class TabularMDP:
         if not np.allclose(self.P.sum(-1), 1.0) or not np.isclose(self.start.sum(), 1.0):
             raise ValueError(f"{self.name}: P rows and start must sum to 1")
 
-    @property
-    def n_states(self) -> int:
-        return self.P.shape[0]
-
-    @property
-    def n_actions(self) -> int:
-        return self.P.shape[1]
+    n_states = Dim("P", 0)  # S
+    n_actions = Dim("P", 1)  # A
 
     @property
     def expected_reward(self) -> np.ndarray:
