@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -15,6 +16,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HF_PATH = ["rollout.engine=hf", "model.forward=hf", "codistill.large.forward=hf", "train.reuse_logprobs=false"]
 #: the checkout: paths inside it are written relative to it, so no result names a machine's folders
 ROOT = RESULTS.parent.parent
+
+
+def bench_parser(prog: str, quick: str, seeds: str | None = "0,1,2", seeds_help: str = "comma-separated seeds",
+                 description: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's parser with the two options most benchmarks share: ``--quick`` (``quick`` says what the
+    smoke run does) and ``--seeds`` (comma-separated; default ``seeds``)."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    ap.add_argument("--quick", action="store_true", help=quick)
+    ap.add_argument("--seeds", default=seeds, help=seeds_help)
+    return ap
 
 
 def machine() -> dict[str, Any]:

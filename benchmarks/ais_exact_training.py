@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, pearson, write_results  # noqa: E402
+from _common import RESULTS, bench_parser, pearson, write_results  # noqa: E402
 
 NAME = "ais_exact_training"
 ARMS = ("fp32", "none", "token-TIS", "seq-IS", "AIS", "AIS-flipped")
@@ -506,10 +506,10 @@ DEFAULT_FMT = "int4"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="rollwise bench ais-exact-training", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="V=6, T=4, one seed, 40 steps (smoke run)")
+    p = bench_parser("rollwise bench ais-exact-training", quick="V=6, T=4, one seed, 40 steps (smoke run)",
+                     seeds=None, seeds_help="comma-separated model-init seeds (default 0,1,2; quick 0)",
+                     description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per arm (default 300; quick 40)")
-    p.add_argument("--seeds", default=None, help="comma-separated model-init seeds (default 0,1,2; quick 0)")
     p.add_argument("--fmt", default=DEFAULT_FMT,
                    help="comma-separated rollout formats (engines/quantized.py); results are named after them "
                         "unless the default")
@@ -517,14 +517,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)} "
                                                           "(fp32 always runs)")
-    p.add_argument("--vocab", type=int, default=None, help="tokens V (default 8; quick 6)")
-    p.add_argument("--length", type=int, default=4, help="response length T")
-    p.add_argument("--modulus", type=int, default=7, help="reward 1 iff the token sum is divisible by this")
-    p.add_argument("--beta", type=float, default=4.0, help="inverse temperature on the logits")
-    p.add_argument("--hidden", type=int, default=32, help="model width d")
-    p.add_argument("--layers", type=int, default=2, help="transformer layers")
     p.add_argument("--bias-every", type=int, default=10, help="steps between rel_bias measurements")
     p.add_argument("--out", default=str(RESULTS), help="folder for the json/md/png results")
+    toy = p.add_argument_group("the toy (class Toy): every sequence of T tokens over V, enumerated")
+    toy.add_argument("--vocab", type=int, default=None, help="tokens V (default 8; quick 6)")
+    toy.add_argument("--length", type=int, default=4, help="response length T")
+    toy.add_argument("--modulus", type=int, default=7, help="reward 1 iff the token sum is divisible by this")
+    toy.add_argument("--beta", type=float, default=4.0, help="inverse temperature on the logits")
+    toy.add_argument("--hidden", type=int, default=32, help="model width d")
+    toy.add_argument("--layers", type=int, default=2, help="transformer layers")
     args = p.parse_args(argv)
     args.steps = args.steps if args.steps is not None else (40 if args.quick else 300)
     args.seeds = args.seeds if args.seeds is not None else ("0" if args.quick else "0,1,2")

@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HF_PATH, RESULTS, publish, write_results  # noqa: E402
+from _common import HF_PATH, RESULTS, bench_parser, publish, write_results  # noqa: E402
 
 RUNS = {"grpo_small": None, "grpo_large": None, "cd_a0": 0.0, "cd_a0.5": 0.5, "cd_a1": 1.0}
 #: time/<phase> keys summed for each wall-clock definition (see the module docstring)
@@ -288,30 +288,33 @@ def scoring_profile(args: argparse.Namespace, seed: int, reps: int = 10) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's options; its defaults are the v2 design (``codistill_long`` reuses them)."""
-    ap = argparse.ArgumentParser(prog="rollwise bench codistill")
-    ap.add_argument("--quick", action="store_true", help="1 seed, few steps (a smoke run, not a measurement)")
-    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    ap.add_argument("--steps", type=int, default=0, help="RL steps per run (0 = 100, quick 8)")
-    ap.add_argument("--prompts", type=int, default=16, help="prompts per step")
-    ap.add_argument("--max-operand", type=int, default=49, help="ADD-3 operands in [0, max_operand]")
-    ap.add_argument("--n-train", type=int, default=1500, help="ADD-3 RL training prompts")
-    ap.add_argument("--n-test", type=int, default=500, help="ADD-3 held-out prompts")
-    ap.add_argument("--small-d", type=int, default=32, help="small model width (2 heads, MLP 2x width)")
-    ap.add_argument("--small-layers", type=int, default=1, help="small model layers")
-    ap.add_argument("--large-layers", type=int, default=2, help="large model layers (d=128, 4 heads; spec: 4)")
-    ap.add_argument("--small-band", type=float, default=0.08, help="small SFT stops at held-out pass@1 >= this")
-    ap.add_argument("--large-band", type=float, default=0.45, help="large SFT stops at held-out pass@1 >= this")
-    ap.add_argument("--max-sft", type=int, default=2000, help="SFT step limit per model")
-    ap.add_argument("--sft-lr", type=float, default=2e-3, help="SFT learning rate (both models)")
-    ap.add_argument("--lr", type=float, default=1e-3, help="small-model RL learning rate")
-    ap.add_argument("--large-lr", type=float, default=3e-4, help="large-model RL learning rate")
-    ap.add_argument("--is-mode", default="truncated", choices=["truncated", "ppo_clip"])
-    ap.add_argument("--scoring-profile", action="store_true",
-                    help="only time the large model's scoring of all vs distinct rollouts (first seed's warm starts)")
-    ap.add_argument("--out", default="runs/bench-codistill")
-    ap.add_argument("--results", default=str(RESULTS), help="folder of the results files")
-    ap.add_argument("--name", default="",
-                    help="results file stem (default codistill[_<is-mode> unless truncated][_quick])")
+    ap = bench_parser("rollwise bench codistill", quick="1 seed, few steps (a smoke run, not a measurement)")
+    rl = ap.add_argument_group("RL")
+    rl.add_argument("--steps", type=int, default=0, help="RL steps per run (0 = 100, quick 8)")
+    rl.add_argument("--prompts", type=int, default=16, help="prompts per step")
+    rl.add_argument("--lr", type=float, default=1e-3, help="small-model RL learning rate")
+    rl.add_argument("--large-lr", type=float, default=3e-4, help="large-model RL learning rate")
+    rl.add_argument("--is-mode", default="truncated", choices=["truncated", "ppo_clip"])
+    task = ap.add_argument_group("task: ADD-3")
+    task.add_argument("--max-operand", type=int, default=49, help="operands in [0, max_operand]")
+    task.add_argument("--n-train", type=int, default=1500, help="RL training prompts")
+    task.add_argument("--n-test", type=int, default=500, help="held-out prompts")
+    models = ap.add_argument_group("models")
+    models.add_argument("--small-d", type=int, default=32, help="small model width (2 heads, MLP 2x width)")
+    models.add_argument("--small-layers", type=int, default=1, help="small model layers")
+    models.add_argument("--large-layers", type=int, default=2, help="large model layers (d=128, 4 heads)")
+    warm = ap.add_argument_group("warm starts: each SFT stops at the first check where held-out pass@1 >= its band")
+    warm.add_argument("--small-band", type=float, default=0.08, help="the small model's band")
+    warm.add_argument("--large-band", type=float, default=0.45, help="the large model's band")
+    warm.add_argument("--max-sft", type=int, default=2000, help="SFT step limit per model")
+    warm.add_argument("--sft-lr", type=float, default=2e-3, help="SFT learning rate (both models)")
+    out = ap.add_argument_group("output")
+    out.add_argument("--scoring-profile", action="store_true",
+                     help="only time the large model's scoring of all vs distinct rollouts (first seed's warm starts)")
+    out.add_argument("--out", default="runs/bench-codistill")
+    out.add_argument("--results", default=str(RESULTS), help="folder of the results files")
+    out.add_argument("--name", default="",
+                     help="results file stem (default codistill[_<is-mode> unless truncated][_quick])")
     return ap
 
 

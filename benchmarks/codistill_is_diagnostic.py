@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, publish  # noqa: E402
+from _common import RESULTS, bench_parser, publish  # noqa: E402
 from codistill import base_overrides, build_parser, evaluate_pair, make_trainer, warm_start  # noqa: E402
 
 #: arm -> (codistill.large_is_mode, dual_clip_c of the large model's loss)
@@ -148,9 +148,7 @@ def report(args: argparse.Namespace, per_seed: dict[int, dict[str, Any]], second
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rollwise bench codistill-is-diagnostic")
-    ap.add_argument("--quick", action="store_true", help="1 seed, 4 steps (a smoke run)")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap = bench_parser("rollwise bench codistill-is-diagnostic", quick="1 seed, 4 steps (a smoke run)")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--out", default="runs/bench-codistill-is")
     ap.add_argument("--results", default=str(RESULTS))

@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, publish  # noqa: E402
+from _common import RESULTS, bench_parser, publish  # noqa: E402
 from codistill import TIMINGS, base_overrides, build_parser, make_trainer, step_timings  # noqa: E402
 
 RUNS = ("grpo_large", "cd_a1")
@@ -143,9 +143,7 @@ def report(args: argparse.Namespace, seeds: list[int], cells: dict[str, dict[int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rollwise bench codistill-long")
-    ap.add_argument("--quick", action="store_true", help="1 seed, T=8, 2 layers, 3 steps (a smoke run)")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap = bench_parser("rollwise bench codistill-long", quick="1 seed, T=8, 2 layers, 3 steps (a smoke run)")
     ap.add_argument("--steps", type=int, default=6, help="steps per trainer and cell (the first is a warm-up)")
     ap.add_argument("--tokens", default="256,128", help="response lengths T")
     ap.add_argument("--large-layers", default="4,2", help="large model layers (d=128; 4 = spec 2.1, 2 = v2)")

@@ -14,7 +14,6 @@ wall-clock and rollouts generated.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import statistics
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, publish  # noqa: E402
+from _common import RESULTS, bench_parser, publish  # noqa: E402
 from basis_setup import Setting, config, initial_policy, task_defaults, testbed_lr, testbed_setting  # noqa: E402
 
 #: name -> (preset, extra overrides)
@@ -118,9 +117,7 @@ def time_to(curve: dict[str, list[float]], level: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rollwise bench policy")
-    ap.add_argument("--quick", action="store_true", help="1 seed, 30 steps, 32 prompts per step")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap = bench_parser("rollwise bench policy", quick="1 seed, 30 steps, 32 prompts per step")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--prompts", type=int, default=64, help="prompts per step (B)")
     ap.add_argument("--n1-steps", type=int, default=0, help="steps of the single-rollout methods (REINFORCE++, "

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, pearson, relative_paths  # noqa: E402
+from _common import RESULTS, bench_parser, pearson, relative_paths  # noqa: E402
 
 NAME = "quantized_rollout"
 
@@ -53,9 +53,8 @@ DESIGN: dict[str, Any] = {"task": "reverse", "op": "sort", "length": 16, "alphab
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="rollwise bench quantized-rollout", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small settings (one seed, few steps) for a smoke run")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    p = bench_parser("rollwise bench quantized-rollout", quick="small settings (one seed, few steps) for a smoke run",
+                     seeds_help="comma-separated training seeds", description=__doc__.split("\n")[0])
     p.add_argument("--fmt", default="int4", help="rollout format of the quantized arms (see engines/quantized.py)")
     p.add_argument("--activations", action="store_true", help="also fake-quantize Linear inputs (FP8 formats)")
     p.add_argument("--steps", type=int, default=60, help="RL steps per arm")

@@ -17,7 +17,6 @@ Writes benchmarks/results/trl_methods.{json,md} (``--quick``: trl_methods_quick)
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, publish  # noqa: E402
+from _common import RESULTS, bench_parser, publish  # noqa: E402
 from basis_setup import Setting, initial_policy  # noqa: E402
 
 #: arm -> (estimator, completions per prompt)
@@ -132,9 +131,7 @@ def summarise(runs: dict[int, dict[str, Any]], seeds: list[int], args, seconds: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rollwise bench trl-methods")
-    ap.add_argument("--quick", action="store_true", help="1 seed, 20 steps, 256 train prompts")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap = bench_parser("rollwise bench trl-methods", quick="1 seed, 20 steps, 256 train prompts")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--rollouts-per-step", type=int, default=64, help="completions per step in both arms")
     ap.add_argument("--train-prompts", type=int, default=512, help="train pool (BASIS rolls each out offline)")

@@ -19,7 +19,6 @@ Writes benchmarks/results/value_mse.{json,md} and value_mse.png. Offline cost of
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, publish  # noqa: E402
+from _common import RESULTS, bench_parser, publish  # noqa: E402
 from basis_setup import (  # noqa: E402
     CACHE,
     PRIOR_KEYS,
@@ -241,9 +240,8 @@ def score_checkpoint(policy, tokenizer, task, setting: Setting, shadows: dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rollwise bench value-mse")
-    ap.add_argument("--quick", action="store_true", help="checkpoints 10,30 and 20 batches")
-    ap.add_argument("--seeds", default="0", help="comma-separated seeds of the REINFORCE++ runs")
+    ap = bench_parser("rollwise bench value-mse", quick="checkpoints 10,30 and 20 batches", seeds="0",
+                      seeds_help="comma-separated seeds of the REINFORCE++ runs")
     ap.add_argument("--batches", type=int, default=100, help="R random batches per checkpoint")
     ap.add_argument("--batch-size", type=int, default=64, help="B prompts per batch")
     ap.add_argument("--checkpoints", default="100,300", help="REINFORCE++ steps scored besides pi_0")
