@@ -53,7 +53,8 @@ from rollwise.rlvr.trainer import Trainer, step_seed
 
 
 def kd_reward(lp_large: Tensor, lp_small_old: Tensor, mask: Tensor) -> Tensor:
-    """Length-normalised KD log-ratio reward (spec 1.2), one number per sequence.
+    """Length-normalised KD log-ratio reward (the paper's KD reward, as third-party notes on the paper give it;
+    its full text was not available), one number per sequence.
 
     r_KD_i = (1/N_i) sum_t [log pi_theta(o_it) - log pi_phi_old(o_it)] over the tokens in ``mask``.
 
@@ -71,7 +72,7 @@ def kd_reward(lp_large: Tensor, lp_small_old: Tensor, mask: Tensor) -> Tensor:
 
 def effective_reward(rewards: Tensor, lp_large: Tensor, lp_small_old: Tensor, mask: Tensor,
                      alpha: float) -> Tensor:
-    """r~ = r + alpha * r_KD (spec 1.2); (B,)."""
+    """r~ = r + alpha * r_KD, the small model's effective reward in the paper; (B,)."""
     return rewards.to(lp_large.dtype) + alpha * kd_reward(lp_large, lp_small_old, mask)
 
 
@@ -144,9 +145,9 @@ def cross_model_targets(lp_large_old: Tensor, lp_small_old: Tensor, hint_mask: T
                         c: float) -> tuple[Tensor, Tensor | None]:
     """``old_logprobs`` and ``is_weights`` (both (B, T)) that turn the PPO-clip loss into the large model's loss.
 
-    - ``ppo_clip`` (paper, spec 1.3): old = log pi_phi_old, so the PPO ratio is w = pi_theta / pi_phi_old;
+    - ``ppo_clip`` (the paper's large-model loss): old = log pi_phi_old, so the PPO ratio is w = pi_theta / pi_phi_old;
       on hint tokens old = log pi_theta_old (they were sampled by the large model: on-policy).
-    - ``truncated`` (spec fallback): old = log pi_theta_old (ratio 1 at the first epoch, so the gradient is
+    - ``truncated`` (our fallback, not in the paper): old = log pi_theta_old (ratio 1 at the first epoch, so the gradient is
       grad log pi_theta) and a detached weight min(w_old, c) with w_old = pi_theta_old / pi_phi_old;
       weight 1 on hint tokens.
     """
@@ -180,7 +181,7 @@ def distinct_row_logprobs(model: PreTrainedModel, ids: Tensor, mask: Tensor, res
 
 class HintedEngine(RolloutEngine):
     """The small model's engine; while ``active``, the large model first writes ``hint_tokens`` tokens per
-    prompt (spec 1.5) and the small model continues. The returned batch's responses are hint + continuation
+    prompt (the paper's optional hint prefix, first epoch only) and the small model continues. The returned batch's responses are hint + continuation
     and ``extras["hint_mask"]`` (B, T) marks the hint tokens. Hints are re-tokenised as text (exact for the
     character tokenizer). ``large_tokens`` counts every token the large model generated."""
 

@@ -1,8 +1,8 @@
 """Evaluation metrics: unbiased pass@k (Chen et al. 2021), maj@k, mean@k, the exact success probability
-V(x) of ancestral sampling for unique-answer tasks (basis.md 5.1), a sampled evaluation of a policy on a
+V(x) of ancestral sampling for unique-answer tasks, a sampled evaluation of a policy on a
 task's held-out pool (:func:`evaluate_sampled`, used by ``rollwise eval``), and diversity within the correct
 set (distinct-correct@n, equation-level distinct ratio, exact conditional entropy over an enumerable correct
-set; :func:`evaluate_diversity`, ucpo.md 3.1)."""
+set; :func:`evaluate_diversity`, the measures of our UCPO tests)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from rollwise.rlvr.models import encode_completions, encode_prompts, response_lo
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which c are correct (ucpo.md section 2):
+    """Unbiased pass@k from n samples of which c are correct (Chen et al. 2021, "Evaluating Large Language Models
+    Trained on Code", the estimator of its section 2.1):
 
         pass@k = 1 - C(n - c, k) / C(n, k) = 1 - prod_{i = n - c + 1}^{n} (1 - k / i)
 
@@ -89,7 +90,7 @@ def mean_at_k(rewards: Sequence[Sequence[float]], k: int) -> float:
 def exact_success_prob(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                        completions: list[str], temperature: float = 1.0, batch_size: int = 256,
                        log: bool = False, compact: bool = False) -> Tensor:
-    """V(x) = prod_t pi(y*_t | x, y*_<t) over the completion's tokens AND the final EOS (basis.md 5.1).
+    """V(x) = prod_t pi(y*_t | x, y*_<t) over the completion's tokens AND the final EOS.
 
     One teacher-forced pass per batch. For a task with a unique correct completion y*, V(x) is the exact
     probability that plain ancestral sampling at ``temperature`` (no top-k / top-p, max_new_tokens at least
@@ -236,7 +237,7 @@ def evaluate_sampled(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     return out
 
 
-# ----------------------------------------------------------------------------- diversity (ucpo.md 3.1)
+# ----------------------------------------------------------------------------- diversity within the correct set
 
 def distinct_correct(completions: Sequence[str], correct: Sequence[bool]) -> int:
     """distinct-correct@n: the number of unique strings among the correct samples of one problem."""
@@ -247,7 +248,8 @@ def distinct_correct(completions: Sequence[str], correct: Sequence[bool]) -> int
 
 def equation_distinct_ratio(completions: Sequence[str], correct: Sequence[bool],
                             canonical: Callable[[str], str]) -> float:
-    """Equation-level distinct ratio of one problem (ucpo.md 1.6 / 3.1, **inferred** definition):
+    """Equation-level distinct ratio of one problem (our definition: the UCPO paper reports
+    "equation-level diversity" but neither its available text nor the authors' code defines it):
     distinct canonical forms among the correct samples / number of correct samples; NaN with no correct one.
 
     ``canonical`` maps an equation to its normal form (for MakeN ``tasks.make_n.canonical_form``: commutative
@@ -261,7 +263,7 @@ def equation_distinct_ratio(completions: Sequence[str], correct: Sequence[bool],
 
 def conditional_entropy(logp: Tensor) -> dict[str, float]:
     """Entropy of the policy conditioned on the correct set, from the log-probs ``logp`` (|C|,) of every
-    correct string (ucpo.md 1.2): pi_C = softmax(logp); returns ``entropy`` H(pi_C), ``h_norm``
+    correct string: pi_C = softmax(logp); returns ``entropy`` H(pi_C), ``h_norm``
     H(pi_C)/log|C| (NaN when |C| < 2), ``mass`` pi(C|x) = sum exp(logp) and ``max_share`` max pi_C."""
     logp = logp.double()
     log_c = logp - torch.logsumexp(logp, dim=0)

@@ -123,9 +123,9 @@ class CoDistillSection:
         hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)))  # the large model (same tokenizer)
     large_sft_steps: int = -1  # SFT steps of the large model's warm start (-1 = sft.steps)
     large_lr: float = 0.0  # AdamW learning rate of the large model (0 = train.lr)
-    m: int = 16  # rollouts generated per prompt by the small model (spec 1.4; unverified, maybe 14)
-    g: int = 8  # rollouts kept per prompt for both updates (spec 1.4, RESD reading of Table 4)
-    alpha: float = 1.0  # weight of the KD reward in r~ = r + alpha * r_KD (spec 1.2; 1 main, 2 ablation)
+    m: int = 16  # rollouts generated per prompt by the small model (the paper's M is not known; maybe 14)
+    g: int = 8  # rollouts kept per prompt for both updates (the paper's Table 4 as the RESD reproduction reads it)
+    alpha: float = 1.0  # weight of the KD reward in r~ = r + alpha * r_KD (the paper: 1 main, 2 ablation)
     kd_adv_norm: Literal["mean", "mean_std"] = "mean_std"  # small model's A~ normalisation (inferred)
     large_adv_norm: Literal["mean", "mean_std"] = "mean_std"  # large model's A^ on verifier reward (inferred)
     downsample: Literal["maxvar", "random", "none"] = "maxvar"  # M -> G rule (maxvar = PODS, inferred)
@@ -261,11 +261,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "reinforce_pp_baseline": {"algorithm": {"estimator": "reinforce_pp_baseline"}, "rollout": {"n": 4}},
     # BASIS (docs/basis.md): one rollout per prompt, offline pi_0 prior + cross-fitted batch calibration
     "basis": {"algorithm": {"estimator": "basis"}, "rollout": {"n": 1}},
-    # UCPO (ucpo.md 1.3/1.5): the authors' iq estimator, tau 0.2, alpha 0, PPO dual-clip 3, 8 rollouts per prompt
+    # UCPO (docs/ucpo.md): the authors' iq estimator and run scripts: tau 0.2, alpha 0, PPO dual-clip 3, 8 rollouts
     "ucpo": {"algorithm": {"estimator": "ucpo", "estimator_params": {"tau": 0.2},
                            "loss": {"dual_clip_c": 3.0, "agg_mode": "token-mean"}}, "rollout": {"n": 8}},
     # CoDistill-GRPO (docs/codistill.md): small model (model.*) + large model (codistill.large), M=16 -> G=8,
-    # alpha 1, seq-mean-token-mean as spec 1.2; the small model is the tiny 1-layer d=32 transformer
+    # alpha 1, seq-mean-token-mean as the paper's KD loss; the small model is the tiny 1-layer d=32 transformer
     "codistill": {"algorithm": {"estimator": "codistill", "loss": {"agg_mode": "seq-mean-token-mean"}},
                   "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
                   "codistill": {"enabled": True, "m": 16, "g": 8, "alpha": 1.0}},

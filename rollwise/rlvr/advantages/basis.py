@@ -1,16 +1,18 @@
 """BASIS (Gong et al., arXiv 2605.27293): one rollout per prompt, baselines shared across the batch.
 
-Only the abstract is public, so the estimator below is the RECONSTRUCTED design of
-``specs/basis.md`` section 2.2; every inferred choice is a parameter of :class:`BasisParams`.
+Only the abstract is public: it states the goal (one rollout per prompt, a baseline built from information
+shared across the batch, lower value-estimation MSE than REINFORCE++) but not the estimator. The estimator
+below is RECONSTRUCTED (docs/basis.md) and every reconstructed choice is a parameter of :class:`BasisParams`.
 
 - Stage O (offline, once, :meth:`Basis.prepare`): M rollouts per training prompt from pi_0 give success
-  counts s(x); an empirical-Bayes Beta-binomial fit shrinks them to p_0(x) (O1); l_0 = logit(clip(p_0)) (O4).
+  counts s(x); an empirical-Bayes Beta-binomial fit shrinks them to p_0(x); l_0 = logit(clip(p_0)).
   Optionally only a subset is rolled out and a Nadaraya-Watson probe on pi_0 prompt features fills the
-  rest (O3).
+  rest.
 - Stage C (online, every step): V_t(x) = sigma(a_t + b_t l_0(x)), (a_t, b_t) fitted by ridge-penalised
   Bernoulli likelihood on the batch, CROSS-FITTED: the baseline of a prompt in fold k uses (a, b) fitted
   without fold k, so b_i never depends on r_i.
-- Stage S (optional): a kernel-weighted average of out-of-fold residuals over prompt features (KAE).
+- Stage S (optional): a kernel-weighted average of out-of-fold residuals over prompt features (after the
+  companion paper, Kernelized Advantage Estimation, arXiv 2604.28005, of which only the abstract was read).
 
 The advantage is A_i = r_i - b_i broadcast to the tokens, then globally whitened as in REINFORCE++.
 """
@@ -39,7 +41,7 @@ FEATURES = ("pi0", "policy")
 
 # ------------------------------------------------------------------------------------ Stage O (offline)
 def eb_prior(successes: Tensor, m: int, shrink: bool = True) -> Tensor:
-    """Empirical-Bayes Beta-binomial success rates (spec 2.2 O1), ``(N,) -> (N,)``.
+    """Empirical-Bayes Beta-binomial success rates (stage O, reconstructed), ``(N,) -> (N,)``.
 
     Moments over all prompts: mu = mean(s/M), v = var(s/M); v_true = max(v - mu(1-mu)/M, 1e-4);
     c = max(mu(1-mu)/v_true - 1, 1e-2); alpha = mu c, beta = (1-mu) c; p_0 = (s+alpha)/(M+alpha+beta).
@@ -57,7 +59,7 @@ def eb_prior(successes: Tensor, m: int, shrink: bool = True) -> Tensor:
 
 
 def clipped_logit(p: Tensor, eps: float) -> Tensor:
-    """logit(clip(p, eps, 1 - eps)) (spec 2.2 O4)."""
+    """logit(clip(p, eps, 1 - eps)) (stage O: the prior l_0 on the logit scale)."""
     p = p.to(torch.float64).clamp(eps, 1 - eps)
     return torch.log(p) - torch.log1p(-p)
 
@@ -72,7 +74,8 @@ def median_bandwidth(features: Tensor) -> float:
 
 def nadaraya_watson_probe(feat_fit: Tensor, target: Tensor, feat_query: Tensor,
                           scales: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)) -> tuple[Tensor, float]:
-    """Kernel regression of ``target`` (n,) on ``feat_fit`` (n, d), evaluated at ``feat_query`` (N, d) (O3).
+    """Kernel regression of ``target`` (n,) on ``feat_fit`` (n, d), evaluated at ``feat_query`` (N, d): stage O's
+    probe for the prompts that were not rolled out.
 
     The RBF bandwidth is ``scale * median distance`` with the scale chosen by leave-one-out CV on the
     fitting set. Returns the (N,) predictions and the chosen bandwidth.
@@ -97,7 +100,7 @@ def nadaraya_watson_probe(feat_fit: Tensor, target: Tensor, feat_query: Tensor,
 # ------------------------------------------------------------------------------------ Stage C (online)
 def fit_calibration(l0: Tensor, rewards: Tensor, weights: Tensor, prior: Tensor, lam: tuple[float, float],
                     calib: str = "logit_affine", iters: int = 20) -> Tensor:
-    """Penalised Bernoulli fits of (a, b) in V = sigma(a + b l0), one per row of ``weights`` (spec 2.2 C).
+    """Penalised Bernoulli fits of (a, b) in V = sigma(a + b l0), one per row of ``weights`` (stage C, reconstructed).
 
     Minimises sum_j w_kj BCE(r_j, sigma(a + b l0_j)) + lam_a/2 (a - a_prev)^2 + lam_b/2 (b - b_prev)^2
     by Newton's method started at the prior.
@@ -157,12 +160,12 @@ class CrossFit:
 def cross_fit_baseline(l0: Tensor, rewards: Tensor, fold: Tensor, prior: Tensor, lam: tuple[float, float],
                        calib: str = "logit_affine", iters: int = 20, features: Tensor | None = None,
                        bandwidth: float = 0.0, kappa: float = 2.0, bandwidth_scale: float = 1.0) -> CrossFit:
-    """BASIS baselines b_i for a batch of single rollouts (spec 2.2 C and S, 2.5).
+    """BASIS baselines b_i for a batch of single rollouts (stages C and S, reconstructed).
 
     For prompt i in fold k: b_i = sigma(a^(-k) + b^(-k) l0_i) with (a, b)^(-k) fitted on the other folds.
     With ``features`` (B, d) the kernel channel adds sum_{j not in k} w_ij e_j / (sum w_ij + kappa),
     e_j = r_j - sigma(a^(-k) + b^(-k) l0_j): the residuals use fold k's own out-of-fold fit, so b_i stays
-    independent of r_i (the spec's "out of fold" residuals, made exact). ``bandwidth`` 0 = median heuristic
+    independent of r_i (the reconstruction's "out of fold" residuals, made exact). ``bandwidth`` 0 = median heuristic
     times ``bandwidth_scale``.
 
     Args: l0 (B,), rewards (B,), fold (B,) long in [0, K). Returns a :class:`CrossFit`.
@@ -190,8 +193,8 @@ def cross_fit_baseline(l0: Tensor, rewards: Tensor, fold: Tensor, prior: Tensor,
 class BasisParams:
     offline_rollouts: int = field(default=16, metadata={"help": "M: rollouts per prompt from pi_0 in Stage O"})
     offline_subset: float = field(default=1.0, metadata={"help": "fraction of the train pool rolled out "
-                                                                 "offline; < 1 fills the rest with a probe (O3)"})
-    eb_shrink: bool = field(default=True, metadata={"help": "Beta-binomial empirical-Bayes shrinkage (O1)"})
+                                                                 "offline; < 1 fills the rest with a probe"})
+    eb_shrink: bool = field(default=True, metadata={"help": "Beta-binomial empirical-Bayes shrinkage"})
     calib: str = field(default="logit_affine", metadata={"help": "online calibration: none | shift | "
                                                                  "logit_affine"})
     lambda_a: float = field(default=1.0, metadata={"help": "ridge of a towards the previous step's a"})
@@ -280,7 +283,7 @@ class Basis(AdvantageEstimator):
         self.features = None if features is None else features.to(torch.float32)
 
     def prior_from_counts(self, successes: Tensor, subset: Tensor, features: Tensor | None) -> Tensor:
-        """p_0 (N,) from offline success counts on ``subset`` (n,) rows; a probe fills the rest (O1, O3)."""
+        """p_0 (N,) from offline success counts on ``subset`` (n,) rows; a probe fills the rest (stage O)."""
         p_sub = eb_prior(successes, self.params.offline_rollouts, self.params.eb_shrink)
         n = features.shape[0] if features is not None else subset.numel()
         if subset.numel() == n:

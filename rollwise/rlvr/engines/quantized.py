@@ -1,4 +1,5 @@
-"""A rollout engine that samples from a low-precision copy of the policy (ais.md section 5.1).
+"""A rollout engine that samples from a low-precision copy of the policy: a CPU emulation of the FP8-rollout /
+BF16-trainer setting of AIS (arXiv 2605.13907), our construction rather than the paper's setup.
 
 The trainer keeps its full-precision policy; the engine holds a copy whose ``nn.Linear`` weights are
 quantized and re-quantized from the trainer's weights after every optimizer step (``sync_weights``).
@@ -107,7 +108,8 @@ def _activation_hook(fmt: str):
 
 
 class QuantizedEngine(HFEngine):
-    """Samples from a quantized copy of ``policy``; log-probs are the copy's own (ais.md section 1, mu).
+    """Samples from a quantized copy of ``policy``; log-probs are the copy's own (the behaviour
+    policy mu of the correction's notation).
 
     Args:
         policy: the trainer's full-precision model (never modified).

@@ -84,7 +84,7 @@ def reset_basis_estimator() -> None:
 def write_basis_prior(path: str, prompts: Sequence[Any], successes: Tensor, m: int, **params: Any) -> Basis:
     """Write BASIS's Stage O result for verl: prompts (N,), success counts s (N,) out of ``m`` samples of pi_0.
 
-    p_0 = the empirical-Bayes Beta-binomial rates of s/m (``eb_prior``, spec O1; ``eb_shrink=False``: raw
+    p_0 = the empirical-Bayes Beta-binomial rates of s/m (``eb_prior``; ``eb_shrink=False``: raw
     rates). ``params`` are the ``BasisParams`` of the run (``eps_p`` and ``eb_shrink`` shape the table).
     """
     est = make_estimator("basis", **{"offline_rollouts": m, **params})

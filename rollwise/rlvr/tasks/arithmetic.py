@@ -1,5 +1,6 @@
-"""ADD-3 (basis.md section 5.1): prompt "a+b=", a and b uniform in [0, max_operand]; the answer is the
-decimal sum without leading zeros. Exactly one completion is correct, so V(x) is exact (evaluate.py)."""
+"""ADD-3 (our CPU task for the BASIS experiments, not from the paper): prompt "a+b=", a and b uniform in [0,
+max_operand]; the answer is the decimal sum without leading zeros. Exactly one completion is correct, so
+V(x) is exact (evaluate.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class Add3Params:
 
 
 def carries(a: int, b: int) -> int:
-    """Number of decimal carries in a + b (the 'oracle' difficulty feature of basis.md 5.1)."""
+    """Number of decimal carries in a + b (an 'oracle' difficulty feature of a prompt)."""
     count, carry = 0, 0
     while a or b:
         carry = int(a % 10 + b % 10 + carry >= 10)

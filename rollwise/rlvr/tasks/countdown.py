@@ -1,6 +1,6 @@
-"""Countdown (codistill.md 2.1, the harder variant): given numbers and a target, write an arithmetic
-expression with + - * / and parentheses that reaches the target, using each given number exactly once
-(``use_all=True``) or at most once.
+"""Countdown (the harder CPU task of our CoDistill tests, not from the paper): given numbers and a target,
+write an arithmetic expression with + - * / and parentheses that reaches the target, using each given
+number exactly once (``use_all=True``) or at most once.
 
 The verifier parses completions with a small recursive-descent parser over exact fractions (nothing is
 ever passed to ``eval``). Pool instances are built by combining the numbers at random until an integer

@@ -1,12 +1,13 @@
-"""MakeN (ucpo.md section 3.1): given a target N, write ``a o b o c`` (digits a, b, c in 1..9, o in {+, -, *},
-usual precedence) that evaluates to N. Many completions are correct and all of them can be listed, so the
-exact conditional distribution of a policy over the correct set C(N) is computable.
+"""MakeN (our CPU task for the UCPO diversity tests, not from the paper): given a target N, write
+``a o b o c`` (digits a, b, c in 1..9, o in {+, -, *}, usual precedence) that evaluates to N. Many completions
+are correct and all of them can be listed, so the exact conditional distribution of a policy over the
+correct set C(N) is computable.
 
 The grammar is strict: exactly ``n_operands`` single digits from ``digits`` separated by one operator from
 ``ops``, no spaces. A completion is rewarded 1 iff it is in the grammar, evaluates to N and ended with EOS;
 so the set of rewarded strings is exactly :func:`correct_set` (tested).
 
-The SFT warm start is skewed (ucpo.md 3.1): per target, C(N) is ranked by a fixed seeded permutation and
+The SFT warm start is skewed (our choice, so that UCPO has an unequal spread to correct): per target, C(N) is ranked by a fixed seeded permutation and
 targets are drawn with probability proportional to rank^-sft_zipf, so the starting policy is already unequal
 within the correct set (sft_zipf=0 gives uniform targets). With ``sft_rank="lex"`` the ranking is the sorted
 order of C(N) instead (small first operand first, ``*`` before ``+`` before ``-``): one preference shared by every
@@ -69,7 +70,8 @@ def correct_set(target: int, n_operands: int = 3, digits: str = DIGITS, ops: str
 
 
 def canonical_form(expr: str) -> str:
-    """Equation-level canonical form (ucpo.md 3.1, inferred): factors of each product sorted, then the added
+    """Equation-level canonical form (our definition: neither the paper's available text nor the authors' code
+    defines "equation-level diversity"): factors of each product sorted, then the added
     terms sorted and the subtracted terms sorted, e.g. ``"4*3-2+1"`` -> ``"1+3*4-2"``.
 
     Accepts any ``+ - *`` expression over non-negative integers without spaces; raises ValueError otherwise.

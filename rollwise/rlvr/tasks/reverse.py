@@ -1,8 +1,9 @@
-"""Reverse (ais.md section 5.4): the prompt is a random string of ``length`` letters followed by ``=``; the one
-correct completion is that string reversed (``op="reverse"``), copied (``"copy"``) or sorted (``"sort"``),
-then EOS. The reward is 1 iff the whole completion is exactly right and ended with EOS, so it checks a
-property of the whole sequence: with per-token accuracy p the success rate is about p^length, a sparse reward
-that a short supervised warm start can put at 5-15%.
+"""Reverse (our CPU task for the quantized-rollout benchmark, not from the AIS paper): the prompt is a random
+string of ``length`` letters followed by ``=``; the one correct completion is that string reversed
+(``op="reverse"``), copied (``"copy"``) or sorted (``"sort"``), then EOS. The reward is 1 iff the whole
+completion is exactly right and ended with EOS, so it checks a property of the whole sequence: with
+per-token accuracy p the success rate is about p^length, a sparse reward that a short supervised warm start
+can put at 5-15%.
 
 Built for the low-precision rollout benchmark (``benchmarks/quantized_rollout.py``), which needs responses of
 16+ tokens so that the rollout/train mismatch compounds along the sequence. Exactly one completion is
