@@ -1,7 +1,9 @@
-"""The almost-linear RNN (AL-RNN) with an identity read-out (spec tf_bayes.md, section 1) [REF].
+"""The almost-linear RNN (AL-RNN; Brenner, Hemmer, Monfared, Durstewitz, NeurIPS 2024, arXiv 2410.14240) with
+an identity read-out. Definitions follow the lab's reference code (DurstewitzLab/ALRNN-DSR; GPL, so read for
+the definitions only, no code taken).
 
-    z_t = A * z_{t-1} + W Phi(z_{t-1}) + h,   Phi(z) = (z_1..z_{M-P}, relu(z_{M-P+1})..relu(z_M))   (1.1)
-    x_hat_t = z_{t,1:N},   z_1 = [x_1 ; L x_1]                                                     (1.2)
+    z_t = A * z_{t-1} + W Phi(z_{t-1}) + h,   Phi(z) = (z_1..z_{M-P}, relu(z_{M-P+1})..relu(z_M))   (step)
+    x_hat_t = z_{t,1:N},   z_1 = [x_1 ; L x_1]                                               (read-out, start)
 
 The pure functions below broadcast over leading dimensions: ``z`` is (..., M); ``A`` and ``h`` are
 (M,) or broadcastable to ``z`` (e.g. (E, 1, M) for an ensemble); ``W`` is (M, M) or (E, M, M).
@@ -22,7 +24,7 @@ from rollwise.shapes import Dim
 
 @dataclass(frozen=True)
 class ALRNNConfig:
-    """AL-RNN shape (defaults: the lab's Lorenz-63 model M = 20, P = 2) [REF]."""
+    """AL-RNN shape (defaults: the lab's Lorenz-63 model M = 20, P = 2, from its reference code)."""
 
     n_latent: int = 20  # M: latent units
     n_pwl: int = 2  # P: ReLU units (the last P latent units)
@@ -46,7 +48,7 @@ def regime(z: torch.Tensor, n_pwl: int) -> torch.Tensor:
 
 
 def alrnn_step(z: torch.Tensor, A: torch.Tensor, W: torch.Tensor, h: torch.Tensor, n_pwl: int) -> torch.Tensor:
-    """Eq. (1.1): (..., M) -> (..., M)."""
+    """The step equation above: (..., M) -> (..., M)."""
     phi = torch.cat([z[..., :-n_pwl], torch.relu(z[..., -n_pwl:])], dim=-1)
     return A * z + torch.matmul(phi, W.transpose(-1, -2)) + h
 
@@ -59,13 +61,13 @@ def gated_step(z: torch.Tensor, gates: torch.Tensor, A: torch.Tensor, W: torch.T
 
 
 def jacobian(z: torch.Tensor, A: torch.Tensor, W: torch.Tensor, n_pwl: int) -> torch.Tensor:
-    """Analytic Jacobian dz'/dz = diag(A) + W D(d(z)) [REF]: z (..., M) -> (..., M, M)."""
+    """Analytic Jacobian dz'/dz = diag(A) + W D(d(z)) (as the reference code): z (..., M) -> (..., M, M)."""
     d = pwl_mask(z.shape[-1], regime(z, n_pwl))
     return torch.diag_embed(A.expand_as(z)) + W * d.unsqueeze(-2)
 
 
 def initial_state(x1: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """Eq. (1.2): z_1 = [x_1 ; L x_1]; x1 (..., N), L (M-N, N) or (E, M-N, N) -> (..., M)."""
+    """The start state of the read-out: z_1 = [x_1 ; L x_1]; x1 (..., N), L (M-N, N) or (E, M-N, N) -> (..., M)."""
     hidden = torch.matmul(x1, L.transpose(-1, -2))
     return torch.cat([x1, hidden], dim=-1)
 
@@ -94,7 +96,7 @@ class ALRNNParams:
 
 
 def init_params(cfg: ALRNNConfig, generator: torch.Generator) -> ALRNNParams:
-    """Reference init [REF]: A = diag(K)/lambda_max(K), K = R^T R / M + I; W ~ N(0, 0.01^2); h = 0;
+    """The reference code's initialisation: A = diag(K)/lambda_max(K), K = R^T R / M + I; W ~ N(0, 0.01^2); h = 0;
     L Glorot-uniform."""
     M, N = cfg.n_latent, cfg.n_obs
     R = torch.randn(M, M, generator=generator, dtype=torch.float64)
@@ -145,7 +147,7 @@ def force(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def itf_rollout(model: ALRNN, x: torch.Tensor, tau: int, return_states: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Identity teacher forcing (spec 1.3): x (E, B, T, N) -> predictions x_hat_{2..T} (E, B, T-1, N).
+    """Identity teacher forcing (as the lab's reference code): x (E, B, T, N) -> predictions x_hat_{2..T} (E, B, T-1, N).
 
     Predictions are read before forcing. At 0-based times k = tau, 2 tau, ... the N read-out units are
     replaced by the data. ``tau <= 0`` means no forcing (free run from z_1). With ``return_states`` also
@@ -165,7 +167,7 @@ def itf_rollout(model: ALRNN, x: torch.Tensor, tau: int, return_states: bool = F
 
 
 def itf_loss(model: ALRNN, x: torch.Tensor, tau: int) -> torch.Tensor:
-    """Per-member ITF MSE (spec 1.3): x (E, B, T, N) -> (E,), mean over batch, time and dims."""
+    """Per-member ITF MSE (as the lab's reference code): x (E, B, T, N) -> (E,), mean over batch, time and dims."""
     return ((itf_rollout(model, x, tau) - x[:, :, 1:]) ** 2).mean(dim=(1, 2, 3))
 
 

@@ -1,11 +1,13 @@
-"""Louis' identity on a parameter block: complete, missing and observed information (spec 2.3-2.4).
+"""Louis' identity (Louis 1982, JRSS-B 44:226-233) on a parameter block: complete, missing and observed
+information. The paper (arXiv 2604.25904) compares these curvatures; how they are estimated and compared here
+is reconstructed (its method section was not available).
 
 Per window, with theta fixed and everything in float64:
 
-    I_com = E_w[-d2 l_c(theta; s)]                                     (2.4a)
-    I_mis = Cov_w[d l_c(theta; s)] = sum_s w_s g_s g_s^T - g_bar g_bar^T (2.4b)
-    I_obs = I_com - I_mis = -d2 l_W(theta)                              (2.4c, Louis 1982)
-    I_ITF = -d2 log p(x | s_hat, theta)                                 (2.3)
+    I_com = E_w[-d2 l_c(theta; s)]                                     (complete)
+    I_mis = Cov_w[d l_c(theta; s)] = sum_s w_s g_s g_s^T - g_bar g_bar^T (missing)
+    I_obs = I_com - I_mis = -d2 l_W(theta)                              (observed; Louis)
+    I_ITF = -d2 log p(x | s_hat, theta)                                 (ITF)
 
 The default block is theta_B = (W[:, M-P:], h): M(P+1) numbers, small enough for exact Hessians
 (torch.func). Informations add over windows, so aggregates are sums of traces.
@@ -70,7 +72,7 @@ class WindowInformation:
 
 def window_information(p: ALRNNParams, z0: torch.Tensor, x: torch.Tensor, kappa: float, log_sigma: float,
                        chunk: int = 10) -> list[WindowInformation]:
-    """Eqs. (2.4a-c) and (2.3) for a batch of windows z0 (B, M), x (B, W, N), vectorised over windows
+    """The four informations of the module docstring for a batch of windows z0 (B, M), x (B, W, N), vectorised over windows
     (torch.func.vmap); p is converted to float64. Returns one :class:`WindowInformation` per window."""
     p = p.to(torch.float64)
     z0, x = z0.double(), x.double()

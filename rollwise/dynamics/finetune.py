@@ -1,6 +1,6 @@
-"""Windowed evidence fine-tuning from the ITF model, and the continued-ITF control (spec 2.5, 5.5).
-
-Protocol [INFERRED]: fit sigma_x with theta frozen (so the "before" model is scored at its own best noise
+"""Windowed evidence fine-tuning from the ITF model, and the continued-ITF control. The paper
+(arXiv 2604.25904) reports the effect (held-out evidence up, dynamics QoIs possibly worse); the protocol is
+reconstructed: fit sigma_x with theta frozen (so the "before" model is scored at its own best noise
 level), then maximise the mean window evidence (1/W) l_W over theta and sigma_x with Adam on random
 training windows. The control continues plain ITF (RAdam, same lr and number of updates) and refits
 sigma_x before every scoring. Both are scored on the same fixed held-out windows (test series plus
@@ -30,7 +30,7 @@ from rollwise.dynamics.teacher_forcing import ITFConfig, evaluate, itf_updates
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Evidence fine-tuning and its control (defaults: spec 5.5)."""
+    """Evidence fine-tuning and its control (reconstructed; defaults chosen by our pilot implementation)."""
 
     steps: int = 400  # optimizer steps for both runs
     lr: float = 3e-5  # Adam (evidence) and RAdam (control) learning rate

@@ -1,4 +1,5 @@
-"""Dynamical quantities of interest (spec tf_bayes.md, section 3.2) [REF definitions, own code].
+"""Dynamical quantities of interest: the definitions of the lab's reference code (DurstewitzLab/ALRNN-DSR),
+our own code.
 
 - D_stsp: KL divergence between state-space occupation densities (binning for N <= 10, Gaussian
   mixture for larger N).
@@ -7,7 +8,7 @@
 - PE_n: n-step free-run prediction error.
 
 Failure conventions: a generated series with NaN/inf (diverged free run) gets D_stsp = +inf and D_H = 1.
-Both measures depend on the series lengths; the spec fixes D_stsp at 100k vs 100k and D_H at 10k.
+Both measures depend on the series lengths; our protocol fixes D_stsp at 100k vs 100k and D_H at 10k.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from scipy.special import logsumexp
 
 def stsp_binning(true: np.ndarray, gen: np.ndarray, n_bins: int = 30, alpha: float = 1e-5,
                  margin: float = 0.1) -> float:
-    """D_stsp = KL(p_true || p_gen) over an N-D grid (spec 3.2) [REF].
+    """D_stsp = KL(p_true || p_gen) over an N-D grid (the reference code's definition).
 
     true (T1, N), gen (T2, N). The grid spans [min - margin*std, max + margin*std] of ``true`` per
     dimension with ``n_bins`` bins; points outside are dropped; Laplace smoothing
@@ -46,7 +47,7 @@ def _binned_density(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_bins: int, 
 
 def stsp_gmm(true: np.ndarray, gen: np.ndarray, scaling: float = 0.3, n_samples: int = 1000,
              max_points: int = 10_000, seed: int = 0) -> float:
-    """D_stsp for high-dimensional series (spec 3.2) [REF]: Monte-Carlo KL between isotropic Gaussian
+    """D_stsp for high-dimensional series (the reference code's definition): Monte-Carlo KL between isotropic Gaussian
     mixtures centred on the first ``max_points`` points of each series (component std ``scaling``),
     with ``n_samples`` samples drawn from the true mixture (Hershey-Olsen)."""
     if not np.all(np.isfinite(gen)):
@@ -72,13 +73,13 @@ def state_space_divergence(true: np.ndarray, gen: np.ndarray, n_bins: int = 30) 
 
 
 def power_spectrum_distance(true: np.ndarray, gen: np.ndarray, smoothing: float = 20.0) -> float:
-    """D_H (spec 3.2) [REF]: per dimension z-score, |rfft|^2, Gaussian smoothing (sigma = ``smoothing``
+    """D_H (the reference code's definition): per dimension z-score, |rfft|^2, Gaussian smoothing (sigma = ``smoothing``
     frequency bins), normalise to sum 1, Hellinger sqrt(1 - sum sqrt(p q)); mean over dimensions.
 
     true, gen (T, N) with the same T. A non-finite ``gen`` gives 1 (the failure convention).
     """
     if true.shape != gen.shape:
-        raise ValueError(f"D_H needs equal lengths (spec fixes 10k): got {true.shape} vs {gen.shape}")
+        raise ValueError(f"D_H needs equal lengths (our protocol fixes 10k): got {true.shape} vs {gen.shape}")
     if not np.all(np.isfinite(gen)):
         return 1.0
     dists = []
@@ -97,7 +98,7 @@ def _spectrum(x: np.ndarray, smoothing: float) -> np.ndarray:
 
 def max_lyapunov(p: dict[str, np.ndarray], x1: np.ndarray, n_pwl: int, n_steps: int = 20_000,
                  transient: int = 1000, seed: int = 0) -> float:
-    """Largest Lyapunov exponent per step of an AL-RNN (spec 3.2): mean log ||J_t v_t|| with
+    """Largest Lyapunov exponent per step of an AL-RNN: mean log ||J_t v_t|| with
     J_t = diag(A) + W D(d_t) and v renormalised every step, after ``transient`` steps. NaN on divergence."""
     A, W, h, L = p["A"], p["W"], p["h"], p["L"]
     relu_from = A.shape[0] - n_pwl
@@ -121,7 +122,7 @@ def max_lyapunov(p: dict[str, np.ndarray], x1: np.ndarray, n_pwl: int, n_steps: 
 
 def prediction_error(p: dict[str, np.ndarray], x: np.ndarray, n_pwl: int, horizon: int = 20,
                      max_starts: int = 10_000) -> float:
-    """PE_n [REF]: MSE of the ``horizon``-step free-run prediction from z = [x_t; L x_t], averaged
+    """PE_n (the reference code's definition): MSE of the ``horizon``-step free-run prediction from z = [x_t; L x_t], averaged
     over (up to ``max_starts``) starting points t of the series x (T, N)."""
     A, W, h, L = p["A"], p["W"], p["h"], p["L"]
     relu_from = A.shape[0] - n_pwl

@@ -1,7 +1,7 @@
-"""``rollwise repro tf-bayes``: ITF training, curvature table, evidence fine-tuning (spec tf_bayes.md 5).
+"""``rollwise repro tf-bayes``: ITF training, curvature table, evidence fine-tuning.
 
 No number of the paper is available (abstract only), so the "paper" column states the paper's
-qualitative claim; the pilot numbers that set the thresholds are [OURS] and quoted in the notes.
+qualitative claim; the thresholds are ours, set by a pilot implementation whose numbers are quoted in the notes.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from rollwise.runlog import RunLog, seed_everything, set_threads
 
 @dataclass(frozen=True)
 class ReproConfig:
-    """Everything the experiment needs (defaults: T1 smoke + curvature C + fine-tuning E of spec 5)."""
+    """Everything the experiment needs (defaults: a short ITF run, the curvature table and the fine-tuning)."""
 
     data: LorenzConfig = field(default_factory=LorenzConfig)
     model: ALRNNConfig = field(default_factory=ALRNNConfig)
-    # Deviation from spec T1 (every 25 epochs [REF]): select among checkpoints every 5 epochs of the same
+    # Deviation from the lab's recipe (every 25 epochs): select among checkpoints every 5 epochs of the same
     # training trajectory; measured: A1 0/3 seeds with 25, 3/3 with 5 (docs/tf_bayes.md).
     itf: ITFConfig = field(default_factory=lambda: ITFConfig(eval_every=5))
     switching: SwitchingConfig = field(default_factory=SwitchingConfig)
@@ -164,7 +164,7 @@ def _report_training(report: ReproReport, cfg: ReproConfig, runs: list[ITFRun], 
     return best
 
 
-LAB_GRID = 25  # the lab's selection grid: D_stsp every 25 epochs [REF]
+LAB_GRID = 25  # the lab's selection grid: D_stsp every 25 epochs (its reference code)
 
 
 def _finer_than_lab(cfg: ReproConfig) -> bool:
@@ -172,8 +172,8 @@ def _finer_than_lab(cfg: ReproConfig) -> bool:
 
 
 def _report_lab_grid(report: ReproReport, cfg: ReproConfig, runs: list[ITFRun], applies: bool) -> None:
-    """The same training read on the lab's selection grid (every 25 epochs [REF]) when the run evaluated on a
-    finer grid that contains it: A1 as the spec states it, beside the finer grid's rows."""
+    """The same training read on the lab's selection grid (every 25 epochs) when the run evaluated on a
+    finer grid that contains it: A1 on the lab's grid, beside the finer grid's rows."""
     lab = LAB_GRID
     if not _finer_than_lab(cfg):
         return
@@ -277,9 +277,9 @@ def _inf(v: float) -> float:
 def _notes(cfg: ReproConfig) -> list[str]:
     return [
         "The paper (arXiv 2604.25904) is available as an abstract only: it gives no numbers. The 'paper' column "
-        "states its qualitative claims; thresholds come from the spec's pilot implementation [OURS].",
+        "states its qualitative claims; thresholds are ours, from a pilot implementation.",
         "The switching augmentation (logistic regime prior with inverse temperature kappa, Gaussian emissions), "
-        "the windowed evidence and the fine-tuning protocol are reconstructed [INFERRED], see docs/tf_bayes.md.",
+        "the windowed evidence and the fine-tuning protocol are reconstructed, see docs/tf_bayes.md.",
         f"Mode {cfg.mode}: ITF {cfg.itf.epochs} epochs x {cfg.itf.batches_per_epoch} updates, lr {cfg.itf.lr} -> "
         f"{cfg.itf.lr_final} over {cfg.itf.decay_epochs} epochs, D_stsp selection every {cfg.itf.eval_every} "
         f"epochs (the lab: 25), seeds {list(cfg.seeds)}; windows W = "

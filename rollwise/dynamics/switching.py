@@ -1,19 +1,20 @@
-"""The probabilistic switching AL-RNN and its windowed evidence (spec tf_bayes.md, 2.1-2.3) [INFERRED].
+"""The probabilistic switching AL-RNN and its windowed evidence. The paper (arXiv 2604.25904) names this model
+but its equations were not available: everything here is reconstructed.
 
 The ReLU on/off pattern s_t in {0,1}^P becomes a latent regime with a recurrent logistic prior,
 
-    p(s_{t,i} = 1 | z_{t-1}) = sigmoid(kappa z_{t-1,M-P+i})                                   (2.1a)
-    z_t = (diag(A) + W D(s_t)) z_{t-1} + h,    x_t ~ N(z_{t,1:N}, sigma_x^2 I)                 (2.1b)
+    p(s_{t,i} = 1 | z_{t-1}) = sigmoid(kappa z_{t-1,M-P+i})                          (regime prior)
+    z_t = (diag(A) + W D(s_t)) z_{t-1} + h,    x_t ~ N(z_{t,1:N}, sigma_x^2 I)       (dynamics, emission)
 
 and a window of W steps opens with a forced state z_{t0} = [x_{t0}; L x_{t0}]. Given a path s the
 state is deterministic, so the window evidence is an exact finite sum over the 2^{PW} paths, computed by
 expanding the path tree breadth-first:
 
-    l_c(theta; s) = sum_t [log p(s_t | z_{t-1}) + log N(x_t; z_{t,1:N}, sigma_x^2 I)]           (2.2a)
-    l_W(theta) = logsumexp_s l_c(theta; s),   w_s = exp(l_c - l_W),   H_W = -sum_s w_s log w_s (2.2b)
+    l_c(theta; s) = sum_t [log p(s_t | z_{t-1}) + log N(x_t; z_{t,1:N}, sigma_x^2 I)]      (complete data)
+    l_W(theta) = logsumexp_s l_c(theta; s),   w_s = exp(l_c - l_W),   H_W = -sum_s w_s log w_s (evidence)
 
 The ITF path s_hat is the one the deterministic AL-RNN takes from the forced start (gates
-1[z_PWL > 0]); ITF's loss is the emission part of its leaf (2.3). Leaf index: the first step's regime is
+1[z_PWL > 0]); ITF's loss is the emission part of its leaf. Leaf index: the first step's regime is
 the most significant digit in base R = 2^P; regime r has bits s_i = (r >> i) & 1.
 """
 
@@ -32,7 +33,7 @@ from rollwise.dynamics.alrnn import ALRNNParams, alrnn_step, initial_state, pwl_
 
 @dataclass(frozen=True)
 class SwitchingConfig:
-    """Switching augmentation and windows (defaults: spec 5.4) [INFERRED]."""
+    """Switching augmentation and windows (reconstructed; defaults chosen by our pilot implementation)."""
 
     kappa: float = 5.0  # inverse temperature of the logistic regime prior (kappa -> inf: deterministic)
     window: int = 4  # W: emitted steps per window (2^{P W} paths)
@@ -49,7 +50,7 @@ def regime_table(n_pwl: int, dtype: torch.dtype = torch.float64) -> torch.Tensor
 def leaf_logliks(z0: torch.Tensor, x: torch.Tensor, A: torch.Tensor, W: torch.Tensor, h: torch.Tensor,
                  kappa: float, log_sigma: torch.Tensor | float, n_pwl: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Path-tree expansion of eq. (2.2a).
+    """Path-tree expansion of the complete-data log-likelihood l_c.
 
     z0 (B, M) forced window starts, x (B, W, N) the window's observations. Returns the complete-data
     log-likelihood l_c and its emission part, both (B, R^W) over leaves.
@@ -101,7 +102,7 @@ class WindowPosterior:
 
 def window_posterior(p: ALRNNParams, z0: torch.Tensor, x: torch.Tensor, kappa: float,
                      log_sigma: torch.Tensor | float) -> WindowPosterior:
-    """Eq. (2.2b) for a batch of windows: z0 (B, M), x (B, W, N)."""
+    """The evidence l_W, path weights w_s and H_W for a batch of windows: z0 (B, M), x (B, W, N)."""
     ll_c, _ = leaf_logliks(z0, x, p.A, p.W, p.h, kappa, log_sigma, p.n_pwl)
     ev = torch.logsumexp(ll_c, dim=-1)
     logw = ll_c - ev[:, None]

@@ -1,4 +1,5 @@
-"""Identity-teacher-forcing (ITF) training with selection by D_stsp (spec tf_bayes.md, 1.3 and 5.2).
+"""Identity-teacher-forcing (ITF) training with selection by D_stsp, as in the lab's reference
+code (DurstewitzLab/ALRNN-DSR; definitions only).
 
 This is the paper's baseline and the pretraining of every later stage. Several seeds train together
 as one :class:`~rollwise.dynamics.alrnn.ALRNN` ensemble (independent parameters and batches per seed;
@@ -21,21 +22,22 @@ from rollwise.dynamics.measures import power_spectrum_distance, state_space_dive
 
 @dataclass(frozen=True)
 class ITFConfig:
-    """ITF training (defaults: spec T1 smoke; the lab recipe is 2000 epochs, lr 1e-3 -> 1e-5)."""
+    """ITF training (defaults: our short CPU run; the lab recipe is 2000 epochs, lr 1e-3 -> 1e-5). Fields marked
+    "lab" are the reference code's values."""
 
     epochs: int = 300  # training epochs
-    batches_per_epoch: int = 50  # updates per epoch [REF]
-    batch_size: int = 16  # sequences per update [REF]
-    seq_len: int = 200  # T~: sequence length [REF]
-    tau: int = 16  # forcing interval [REF]
-    lr: float = 1e-3  # initial RAdam learning rate [REF]
+    batches_per_epoch: int = 50  # updates per epoch (lab)
+    batch_size: int = 16  # sequences per update (lab)
+    seq_len: int = 200  # T~: sequence length (lab)
+    tau: int = 16  # forcing interval (lab)
+    lr: float = 1e-3  # initial RAdam learning rate (lab)
     lr_final: float = 1e-4  # learning rate reached after ``decay_epochs`` (exponential decay)
     decay_epochs: int = 300  # length of the exponential schedule in epochs
-    noise: float = 0.05  # std of fresh Gaussian noise added to every batch [REF]
-    eval_every: int = 25  # epochs between D_stsp / D_H evaluations [REF]
-    n_gen: int = 100_000  # generated steps for D_stsp (spec: 100k vs 100k test)
-    n_dh: int = 10_000  # series length for D_H (spec: first 10k of each)
-    transient: int = 1000  # discarded free-run steps before measuring [REF]
+    noise: float = 0.05  # std of fresh Gaussian noise added to every batch (lab)
+    eval_every: int = 25  # epochs between D_stsp / D_H evaluations (lab)
+    n_gen: int = 100_000  # generated steps for D_stsp (our protocol: 100k vs 100k test)
+    n_dh: int = 10_000  # series length for D_H (our protocol: first 10k of each)
+    transient: int = 1000  # discarded free-run steps before measuring (lab)
 
 
 @dataclass
@@ -119,7 +121,7 @@ def make_optimizer(model: ALRNN, cfg: ITFConfig) -> tuple[torch.optim.Optimizer,
 
 def train_itf(train: np.ndarray, test: np.ndarray, seeds: list[int], model_cfg: ALRNNConfig,
               cfg: ITFConfig, log: Callable[[dict], None] | None = None) -> list[ITFRun]:
-    """Train one AL-RNN per seed with ITF and keep each seed's lowest-D_stsp checkpoint (spec 1.3).
+    """Train one AL-RNN per seed with ITF and keep each seed's lowest-D_stsp checkpoint (as the lab's reference code).
 
     train, test: clean z-scored series (T, N). ``log(record)`` receives one dict per evaluation.
     """
