@@ -1,4 +1,4 @@
-"""Baselines of the NM-PPG comparison (spec section 3): random order, a static MI order, GDFS, REINFORCE.
+"""Baselines of the NM-PPG comparison : random order, a static MI order, GDFS, REINFORCE.
 
 All share f_phi's architecture and pretraining; GDFS and REINFORCE use the same policy network, horizon
 and training schedule as NM-PPG, so the comparison isolates the objective and the gradient estimator.
@@ -48,7 +48,7 @@ def static_chooser(scores: Tensor):
 
 def gdfs_loss(env: AcquisitionEnv, policy: nn.Module, predictor: nn.Module, x: Tensor, y: Tensor, tau: float,
               cfg: NMPPGConfig) -> Tensor:
-    """GDFS objective (Covert et al. 2023, spec 3.2): J = (1/T) sum_t CE(f(x * max(m_t, y~_t)), y).
+    """GDFS objective (Covert, Qiu, Lu, Lee, ICML 2023, arXiv 2301.00557): J = (1/T) sum_t CE(f(x * max(m_t, y~_t)), y).
 
     y~_t ~ Concrete(l_t / gamma, tau) on the hard, detached past s_t; then s_{t+1} = s_t OR onehot(argmax l_t).
     """
@@ -66,7 +66,7 @@ def gdfs_loss(env: AcquisitionEnv, policy: nn.Module, predictor: nn.Module, x: T
 
 def reinforce_terms(env: AcquisitionEnv, policy: nn.Module, predictor: nn.Module, x: Tensor, y: Tensor,
                     cfg: NMPPGConfig) -> tuple[Tensor, Tensor]:
-    """Score-function surrogate (spec 3.3). Returns (policy surrogate, predictor loss), both scalars.
+    """Score-function (REINFORCE) surrogate, the variance baseline. Returns (policy surrogate, predictor loss), both scalars.
 
     a_t ~ pi(.|o_t); R = -CE(f(o_T), y); grad = mean_i sum_t grad log pi(a_t|o_t) (R_i - mean R)
     + beta grad sum_t H; predictor trained on the visited terminal masks.

@@ -1,8 +1,8 @@
 """Data sets of the NM-PPG experiments: CUBE, CUBE-NM (AFABench generators) and three scikit-learn sets.
 
 Every data set is split 60/20/20 with a seeded permutation and comes with its acquisition units
-("groups", a 0/1 partition matrix ``groups: (K, d)``) and one cost per group ``costs: (K,)``
-(spec section 1 and 5.1). Real data are z-scored with training statistics only.
+("groups", a 0/1 partition matrix ``groups: (K, d)``) and one cost per group ``costs: (K,)``.
+Real data are z-scored with training statistics only.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _zscore(xs: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def load(name: str, seed: int = 0, n: int = 6000, n_contexts: int = 5) -> AFAData:
     """Build data set ``name`` (one of ``DATASETS``) for ``seed``; ``n`` rows and (CUBE-NM) ``n_contexts``
-    for the generators (5 as in the spec; AFABench's class default is 3)."""
+    for the generators (5: our choice; AFABench's class default is 3)."""
     if name == "cube":
         x, y = cube_arrays(n, seed)
         xs, ys = _split(x, y, seed)

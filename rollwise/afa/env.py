@@ -1,7 +1,7 @@
 """The acquisition environment: masked observations, legal actions, hard/soft budgets, the masked classifier.
 
 State: selection mask ``s: (n, K)`` over groups; feature mask ``m = s @ G: (n, d)`` (groups are a
-partition, so this equals spec section 1's ``min(1, s G)`` and keeps gradients for relaxed ``s``).
+partition, so this equals the usual ``min(1, s G)`` and keeps gradients for relaxed ``s``).
 Observation ``o = [x * m, m]: (n, 2d)``. Actions: acquire group k, or STOP (soft budgets only).
 """
 
@@ -16,16 +16,16 @@ from torch import Tensor, nn
 
 from rollwise.afa.data import AFAData
 
-NEG = 1e6  # logit penalty for illegal actions (spec 2.2)
+NEG = 1e6  # logit penalty for illegal actions
 
 
 @dataclass
 class PredictorConfig:
-    """Masked MLP classifier and its random-mask pretraining (spec section 1, [B] MaskingPretrainer)."""
+    """Masked MLP classifier and its random-mask pretraining (AFABench's MaskingPretrainer, the authors' benchmark code)."""
 
     hidden: tuple[int, ...] = (128, 128)  # hidden widths of the MLP
     dropout: float = 0.1  # dropout after each hidden layer
-    pretrain_epochs: int = 30  # epochs of random-mask pretraining (spec pilot value)
+    pretrain_epochs: int = 30  # epochs of random-mask pretraining (our pilot value)
     max_missing: float = 0.9  # per-minibatch missing probability ~ U(0, max_missing)
     lr: float = 1e-3  # Adam learning rate
     batch_size: int = 128  # minibatch size
@@ -160,7 +160,7 @@ def random_group_mask(n: int, K: int, max_missing: float) -> Tensor:
 
 
 def pretrain_predictor(data: AFAData, cfg: PredictorConfig) -> MaskedMLP:
-    """Train f_phi on random group masks (spec section 1), keeping the best validation-loss weights."""
+    """Train f_phi on random group masks (as AFABench), keeping the best validation-loss weights."""
     env = AcquisitionEnv(data)
     f = MaskedMLP(data.n_features, data.n_classes, cfg.hidden, cfg.dropout)
     opt = torch.optim.Adam(f.parameters(), lr=cfg.lr)

@@ -1,4 +1,4 @@
-"""Gradient signal-to-noise ratio of policy-gradient estimators at initialisation (spec 5.2, AC5).
+"""Gradient signal-to-noise ratio of policy-gradient estimators at initialisation (acceptance row AC5 of ``rollwise repro nm-ppg``).
 
 SNR = ||mean g|| / sqrt(E ||g - mean g||^2) over repeated minibatch estimates g of the policy gradient.
 Both estimators see the same initial policy, the same pretrained predictor and the same minibatches; the

@@ -1,6 +1,7 @@
 """NM-PPG: non-myopic active feature acquisition with pathwise policy gradients (arXiv 2605.05511).
 
-Only the abstract is public; the design below is the spec's reconstruction ([I], ``specs/nm_ppg.md`` 2.3-2.8):
+Only the abstract is public: it names the idea (a relaxed whole-trajectory rollout with pathwise gradients,
+entropy regularisation, staged temperature sharpening), and the design below is our reconstruction of it:
 a straight-through Gumbel-softmax rollout of the whole acquisition trajectory with soft mask accumulation,
 so that the terminal prediction loss sends pathwise gradients to every earlier decision, plus entropy
 regularisation and staged temperature sharpening. ``myopic=True`` detaches the carried state and charges
@@ -24,10 +25,10 @@ from rollwise.afa.schedule import ScheduleConfig, fit
 
 @dataclass
 class NMPPGConfig:
-    """NM-PPG settings (all [I] unless noted; defaults are the spec's pilot settings, 2.9)."""
+    """NM-PPG settings (all reconstructed unless noted; defaults are our pilot's settings)."""
 
     horizon: int = 8  # T: acquisitions per training rollout (= largest evaluated budget)
-    entropy: float = 0.01  # beta, weight of the policy-entropy bonus (eq. J, 2.4)
+    entropy: float = 0.01  # beta, weight of the policy-entropy bonus in the loss L
     terminal_weight: float = 1.0  # w: 1 = purely terminal loss; < 1 adds the anytime mean of step losses
     rollout: Literal["st", "soft"] = "st"  # "st": straight-through (hard forward); "soft": relaxed forward
     myopic: bool = False  # detach carried state, charge one-step loss per step (GDFS-like ablation)
@@ -42,7 +43,7 @@ class NMPPGConfig:
 
 @dataclass
 class RelaxedRollout:
-    """One relaxed rollout. ``loss``: scalar objective J (2.4); ``terminal``: ``(n,)`` CE at the horizon;
+    """One relaxed rollout. ``loss``: scalar objective L (:func:`relaxed_rollout`); ``terminal``: ``(n,)`` CE at the horizon;
     ``first_logits``: ``(n, K[+1])`` step-0 policy logits (for credit tests); ``masks``: list of
     ``(n, K)`` selection masks s_1..s_T; ``cost``: ``(n,)`` relaxed cost; ``alive``: ``(n,)`` final alpha."""
 
@@ -64,7 +65,7 @@ def straight_through_sample(logits: Tensor, tau: float, hard: bool = True) -> tu
     """Gumbel-softmax sample (Jang et al. 2017). ``logits: (n, A)`` -> (y, y_hard), both ``(n, A)``.
 
     y_soft = softmax((l + g) / tau); y_hard = onehot(argmax y_soft); with ``hard`` the straight-through
-    value y = y_hard + y_soft - stopgrad(y_soft) (forward discrete, backward soft; spec 2.3).
+    value y = y_hard + y_soft - stopgrad(y_soft) (forward discrete, backward soft).
     """
     y_soft = torch.softmax((logits + gumbel_like(logits)) / tau, dim=-1)
     y_hard = F.one_hot(y_soft.argmax(-1), logits.shape[-1]).to(y_soft.dtype)
@@ -80,7 +81,7 @@ def entropy(logits: Tensor) -> Tensor:
 
 def relaxed_rollout(env: AcquisitionEnv, policy: nn.Module, predictor: nn.Module, x: Tensor, y: Tensor,
                     tau: float, cfg: NMPPGConfig) -> RelaxedRollout:
-    """Relaxed rollout of ``cfg.horizon`` steps on a batch ``x: (n, d)``, ``y: (n,)`` (spec 2.3-2.4, 2.8).
+    """Relaxed rollout of ``cfg.horizon`` steps on a batch ``x: (n, d)``, ``y: (n,)``.
 
     Soft mask accumulation (probabilistic OR): s_{t+1} = s_t + alpha_t (1 - s_t) * y_t^acq;
     alpha_{t+1} = alpha_t (1 - y_t^stop). Hard budget (stop="none"): alpha = 1 and
@@ -109,7 +110,7 @@ def relaxed_rollout(env: AcquisitionEnv, policy: nn.Module, predictor: nn.Module
         if with_stop:
             pred = pred + alive * yt[:, K] * F.cross_entropy(predictor(obs), y, reduction="none")
         cost = cost + alive * (y_acq @ env.costs)
-        s = s_in + alive[:, None] * (1.0 - s_in) * y_acq  # soft OR accumulation (2.3)
+        s = s_in + alive[:, None] * (1.0 - s_in) * y_acq  # soft OR accumulation
         s_hard = torch.maximum(s_hard, (alive.detach() > 0.5).float()[:, None] * yt_hard[:, :K])
         masks.append(s)
         if cfg.myopic or cfg.terminal_weight < 1.0:
@@ -160,7 +161,8 @@ def validation_score(env: AcquisitionEnv, policy: nn.Module, predictor: nn.Modul
 
 
 def train_nm_ppg(data: AFAData, predictor: nn.Module, cfg: NMPPGConfig, name: str = "nm_ppg") -> TrainedPolicy:
-    """Train pi_theta and a copy of the pretrained ``predictor`` jointly on J (2.4) with the 2.5 schedule."""
+    """Train pi_theta and a copy of the pretrained ``predictor`` jointly on L (:func:`relaxed_rollout`) with the staged
+    temperature schedule (``schedule.py``)."""
     env = AcquisitionEnv(data)
     f = copy.deepcopy(predictor)
     pol = make_policy(data, cfg)

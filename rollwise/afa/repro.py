@@ -1,9 +1,9 @@
 """``rollwise repro nm-ppg``: accuracy vs number of acquired features for NM-PPG and its baselines.
 
-Protocol of spec 5.3: CUBE-NM (n = 6000), CUBE, digits, breast cancer and wine; seeds {0, 1, 2};
+Our CPU protocol: CUBE-NM (n = 6000), CUBE, digits, breast cancer and wine; seeds {0, 1, 2};
 budgets 1..8; one pretrained predictor per (data set, seed) shared by all methods; AUC = mean test
 accuracy over budgets 1..8. Also: gradient SNR at initialisation, the myopic and soft-forward ablations,
-and soft budgets (the spec's relaxed STOP and the survival stop head remedy). Each (data set, seed) is an
+and soft budgets (relaxed STOP and the survival stop head remedy). Each (data set, seed) is an
 independent job; with ``workers > 1`` jobs run in parallel processes of one torch thread each.
 """
 
@@ -49,7 +49,7 @@ METHOD_ORDER = ("random", "static_mi", "gdfs", "reinforce", "nm_ppg", "nm_ppg_my
 
 @dataclass
 class ReproConfig:
-    """What ``rollwise repro nm-ppg`` runs (defaults: the full CPU protocol of spec 5.3)."""
+    """What ``rollwise repro nm-ppg`` runs (defaults: the full CPU protocol)."""
 
     datasets: tuple[str, ...] = ("cube_nm", "cube", "digits", "breast_cancer", "wine")  # data sets
     seeds: tuple[int, ...] = (0, 1, 2)  # data/model seeds
@@ -60,7 +60,7 @@ class ReproConfig:
     ablation_datasets: tuple[str, ...] = ("cube_nm",)  # where myopic and soft-forward ablations run
     soft_budget_datasets: tuple[str, ...] = ("cube_nm",)  # where soft budgets (STOP) are evaluated
     cost_weights: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.15, 0.2, 0.3)  # lambda grid, stop head
-    relaxed_stop_weights: tuple[float, ...] = (0.01, 0.05, 0.2)  # lambda grid, spec's relaxed STOP
+    relaxed_stop_weights: tuple[float, ...] = (0.01, 0.05, 0.2)  # lambda grid, relaxed STOP
     relaxed_stop_seeds: tuple[int, ...] = (0,)  # seeds on which relaxed STOP is trained (costly)
     stop_head: sb.StopHeadConfig = field(default_factory=sb.StopHeadConfig)  # survival stop head
     snr_estimates: int = 64  # repeated gradient estimates for the SNR (CUBE-NM only)
@@ -96,7 +96,7 @@ def _trained(tp: TrainedPolicy, env: AcquisitionEnv, data: AFAData, cfg: ReproCo
 
 def _soft_budgets(tp: TrainedPolicy, env: AcquisitionEnv, data: AFAData, f, cfg: ReproConfig,
                   seed: int) -> list[dict[str, Any]]:
-    """Survival stop head on the frozen NM-PPG policy, and (some seeds) the spec's relaxed STOP."""
+    """Survival stop head on the frozen NM-PPG policy, and (some seeds) the relaxed STOP."""
     assert tp.policy is not None
     rows = []
     tr = hard_rollout(env, policy_chooser(tp.policy), tp.predictor, data.x["train"], data.y["train"],
@@ -193,7 +193,7 @@ def _by(results: list[dict[str, Any]], dataset: str, method: str, key: str) -> l
 
 
 def summarise(results: list[dict[str, Any]], cfg: ReproConfig, report: ReproReport, out_dir: Path) -> None:
-    """Acceptance rows (spec 5.3 AC1-AC9), tables and figures from the job results."""
+    """Acceptance rows (AC1-AC9, docs/nm_ppg.md), tables and figures from the job results."""
     seen = [m["method"] for r in results for m in r["methods"]]
     methods = [m for m in METHOD_ORDER if m in seen] + sorted({m for m in seen if m not in METHOD_ORDER})
     auc_table = []
@@ -231,22 +231,22 @@ def _acceptance_cube_nm(results: list[dict[str, Any]], cfg: ReproConfig, report:
     rf, rnd = _by(results, "cube_nm", "reinforce", "auc"), _by(results, "cube_nm", "random", "auc")
     gaps = [a - b for a, b in zip(nm, gd)]
     report.add("AC1 CUBE-NM AUC(NM-PPG) - AUC(GDFS), mean", _mean(gaps), paper="claims NM-PPG superior (no number)",
-               target=">= 0.15", passed=_mean(gaps) >= 0.15, note="spec pilot [X]: +0.26")
+               target=">= 0.15", passed=_mean(gaps) >= 0.15, note="our pilot: +0.26")
     report.add("AC1 ... minimum over seeds", min(gaps), target=">= 0.10 every seed", passed=min(gaps) >= 0.10,
                note=f"per seed: {', '.join(f'{g:.3f}' for g in gaps)}")
     acc8 = [c[cfg.budgets] for c in _by(results, "cube_nm", "nm_ppg", "acc")]
     report.add("AC2 CUBE-NM mean AUC(NM-PPG)", _mean(nm), target=">= 0.40", passed=_mean(nm) >= 0.40,
-               note="spec pilot [X]: 0.478")
+               note="our pilot: 0.478")
     report.add("AC2 CUBE-NM mean accuracy at budget 8 (NM-PPG)", _mean(acc8), target=">= 0.55",
-               passed=_mean(acc8) >= 0.55, note="spec pilot [X]: 0.689")
+               passed=_mean(acc8) >= 0.55, note="our pilot: 0.689")
     c_nm, c_gd = _by(results, "cube_nm", "nm_ppg", "ctx_first2"), _by(results, "cube_nm", "gdfs", "ctx_first2")
     report.add("AC3 context group in first 2 acquisitions, NM-PPG", _mean(c_nm), target=">= 0.90",
-               passed=_mean(c_nm) >= 0.90, note="spec pilot [X]: 1.00")
+               passed=_mean(c_nm) >= 0.90, note="our pilot: 1.00")
     report.add("AC3 context group in first 2 acquisitions, GDFS", _mean(c_gd), target="<= 0.20",
-               passed=_mean(c_gd) <= 0.20, note="spec pilot [X]: 0.00")
+               passed=_mean(c_gd) <= 0.20, note="our pilot: 0.00")
     report.add("AC4 CUBE-NM AUC(NM-PPG) - AUC(REINFORCE), equal epochs", _mean(nm) - _mean(rf),
                paper="claims lower variance than score-function RL", target=">= 0.15",
-               passed=_mean(nm) - _mean(rf) >= 0.15, note="spec pilot [X]: +0.27")
+               passed=_mean(nm) - _mean(rf) >= 0.15, note="our pilot: +0.27")
     snrs = [r["snr"] for r in results if r["dataset"] == "cube_nm" and r["snr"]]
     for suffix, label in (("_fixed", "one fixed minibatch"), ("", "fresh minibatch per estimate")):
         if not snrs:
@@ -256,9 +256,9 @@ def _acceptance_cube_nm(results: list[dict[str, Any]], cfg: ReproConfig, report:
         report.add(f"AC5 gradient SNR at init, pathwise ST / REINFORCE ({label})", p / s,
                    paper="claims lower-variance gradients (no number)", target=">= 3", passed=p / s >= 3,
                    note=f"SNR {p:.3f} vs {s:.3f} ({cfg.snr_estimates} estimates, batch 128, tau 1); "
-                        "spec pilot [X]: 1.17 vs 0.20")
+                        "our pilot: 1.17 vs 0.20")
     report.add("AC7 random on CUBE-NM, AUC", _mean(rnd), target="in [0.12, 0.25]",
-               passed=0.12 <= _mean(rnd) <= 0.25, note="spec pilot [X]: 0.18-0.19")
+               passed=0.12 <= _mean(rnd) <= 0.25, note="our pilot: 0.18-0.19")
     trio = ("nm_ppg", "gdfs", "reinforce")
     cpu = [c for m in trio for c in _by(results, "cube_nm", m, "cpu_seconds")]
     wall = [c for m in trio for c in _by(results, "cube_nm", m, "seconds")]
@@ -311,7 +311,7 @@ def _soft_budget_rows(results: list[dict[str, Any]], cfg: ReproConfig, report: R
             report.add(f"AC9 {variant}: no collapse to cost 0 for lambda <= 0.03", not collapse, target="must hold",
                        passed=not collapse)
         report.add(f"AC9 {variant}: instance-adaptive stopping at some lambda", bool(adaptive),
-                   target="open problem in spec", passed=None,
+                   target="open problem (not in the abstract)", passed=None,
                    note=f"adaptive at lambda {adaptive}" if adaptive else "no lambda gave adaptive stopping")
     nm = [c for c in _by(results, "cube_nm", "nm_ppg", "acc")]
     if nm:
@@ -336,8 +336,8 @@ def run(quick: bool = False, out_dir: str | Path = "runs/repro-nm-ppg", seeds: l
     summarise(results, cfg, report, out)
     report.notes += [
         "Paper (arXiv 2605.05511): only the abstract is public; it gives no numbers, so the 'paper' column "
-        "holds its qualitative claims and the notes hold the spec's CPU pilot numbers [X] (not the paper's).",
-        "The method is the spec's reconstruction [I] (straight-through Gumbel-softmax rollout, soft-OR mask "
+        "holds its qualitative claims and the notes hold our CPU pilot's numbers (not the paper's).",
+        "The method is our reconstruction (straight-through Gumbel-softmax rollout, soft-OR mask "
         "accumulation, terminal loss, entropy 0.01, 5 temperature stages 1.0 -> 0.1).",
         f"Settings: n = {cfg.n_rows} (CUBE, CUBE-NM), seeds {list(cfg.seeds)}, horizon {cfg.budgets}, "
         f"{cfg.method.schedule.epochs_per_stage} epochs x {cfg.method.schedule.n_stages} stages per trained "

@@ -1,7 +1,7 @@
 """The training schedule shared by NM-PPG, GDFS and REINFORCE: temperature stages, epochs, model selection.
 
 Same optimiser, batch size, clipping, number of epochs and validation rule for every trained method, so
-comparisons isolate the gradient estimator and the objective (spec 2.5, 2.9).
+comparisons isolate the gradient estimator and the objective.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 @dataclass
 class ScheduleConfig:
-    """Optimiser and temperature schedule (spec 2.9; [B] values from AFABench GDFS, [X] pilot epochs)."""
+    """Optimiser and temperature schedule (values from AFABench's GDFS code; the epochs from our pilot)."""
 
     tau_start: float = 1.0  # first temperature stage
     tau_end: float = 0.1  # last temperature stage

@@ -1,14 +1,15 @@
-"""Soft budgets: when to STOP, with acquisition cost weighted by lambda (spec 1, 2.3-2.4, 5.2 open problem).
+"""Soft budgets: when to STOP, with acquisition cost weighted by lambda (an open problem in our
+reconstruction: the abstract does not say how NM-PPG learns to stop).
 
 Two ways to learn stopping:
 
-* ``relaxed`` (the spec's design, [I]): STOP is action K+1 of the policy, trained end to end through the
+* ``relaxed`` (our first reconstruction): STOP is action K+1 of the policy, trained end to end through the
   straight-through rollout (``NMPPGConfig(stop="relaxed")``). The pilot found it never stops for small
   lambda and collapses to zero acquisitions for larger lambda. A likely cause: after a (hard) STOP the
   mask is frozen, so the straight-through gradient of "continue" is evaluated on the frozen state, which
   looks like paying lambda c for nothing; the gradient is biased towards stopping.
-* ``survival head`` (remedy, [I]; the spec's "train the hard-budget policy first and add STOP afterwards"
-  plus "a separate stop head fed with predictor confidence"): freeze the trained hard-budget policy, roll
+* ``survival head`` (our remedy: train the hard-budget policy first and add STOP afterwards, with a
+  separate stop head fed with predictor confidence): freeze the trained hard-budget policy, roll
   it out, and train a stop head q_psi(o_t, confidence_t, t/T) on the *exact* expected objective over the
   stopping time: J = E_i sum_t alpha_t q_t (CE_t + lambda C_t), alpha_{t+1} = alpha_t (1 - q_t), q_T = 1.
   Because the rollout continues past the stop decision, "continue" is scored on the real continuation.
@@ -26,7 +27,7 @@ from rollwise.afa.env import HardRollout
 
 @dataclass
 class StopHeadConfig:
-    """Survival stop head (remedy for relaxed STOP; [I])."""
+    """Survival stop head (our remedy for relaxed STOP)."""
 
     hidden: int = 64  # hidden width of the stop MLP
     steps: int = 300  # Adam steps
@@ -48,7 +49,8 @@ def stop_features(roll: HardRollout, confidence_input: bool = True) -> Tensor:
 
 
 def survival_objective(q: Tensor, loss: Tensor, cost: Tensor, cost_weight: float) -> Tensor:
-    """Exact expected soft-budget objective over the stopping time (spec 2.4 with a fixed acquisition path).
+    """Exact expected soft-budget objective over the stopping time (the relaxed-STOP loss of
+    :func:`~rollwise.afa.nm_ppg.relaxed_rollout` with a fixed acquisition path).
 
     ``q: (T + 1, n)`` stop probabilities (the last row is forced to 1), ``loss, cost: (T + 1, n)`` CE and
     cumulative cost after t acquisitions. Returns mean_i sum_t alpha_t q_t (loss_t + lambda cost_t).
