@@ -1,6 +1,6 @@
 """Why A-RE-2's single-D1 protocol misses: the sampling noise of the averaged unnormalised RE estimate.
 
-Protocol (spec §C1, A-RE-2): FrozenLake4x4, H = 25, |D1| = |D2| = 2, 300 D2 draws with M = 300 replays each;
+Protocol (acceptance row A-RE-2 of ``rollwise repro replay-estimation``): FrozenLake4x4, H = 25, |D1| = |D2| = 2, 300 D2 draws with M = 300 replays each;
 pass = per-step TV to rho^E <= 0.03 and mass within 1 +- 0.02 at every step.
 
 Usage: .venv/bin/python benchmarks/imitation_re2_noise.py [--exact-seeds 2000] [--sim-seeds 200]

@@ -1,4 +1,5 @@
-"""Adversarial moment matching (WGAIL-style "MM" of the authors' code; spec §A4, deep instantiation).
+"""Adversarial moment matching (WGAIL-style "MM" of the authors' code, its deep
+instantiation).
 
 The game  min_pi max_f  E_{pi}[f(s,a)] - C(f)  is played by
 * a discriminator f(s, a) (MLP on concat(s, a), orthogonal init, scalar output) minimising
@@ -8,7 +9,7 @@ The game  min_pi max_f  E_{pi}[f(s,a)] - C(f)  is played by
   constant by default, flag ``disc_lr_decay``, see docs/replay_estimation.md);
 * a policy player maximising the per-step reward -f(s, a). The code uses SB3 SAC for ~4e5 steps; on a
   CPU budget we use REINFORCE with a per-step baseline on a Gaussian policy (reconstructed).
-C(f) is a weighted mean over target pairs: uniform expert pairs for MM, RE weights for RE (§A5).
+C(f) is a weighted mean over target pairs: uniform expert pairs for MM, RE weights for RE (:mod:`.deep`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""What replay estimation is compared against, and the tabular RE learner built the same way (spec §C1).
+"""What replay estimation is compared against, and the tabular RE learner built the same way.
 
 * BC: the expert action on observed states, uniform elsewhere.
-* MM: the min-L1 LP learner (spec §A4) matched to the empirical occupancy of all N demos.
+* MM: the min-L1 LP learner (:mod:`.learners`) matched to the empirical occupancy of all N demos.
 * RE-mimic / RE-free: the same LP learner matched to the replay estimate, with or without the
-  Pi_mimic(D1) restriction (spec §A4; whether the paper keeps it is not confirmed).
+  Pi_mimic(D1) restriction (MIMIC-MD's; whether the RE paper keeps it is not known: reconstructed).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The tabular benchmark of spec §C1: estimator error against N, bias check, value gap against N.
+"""The tabular benchmark of ``rollwise repro replay-estimation`` (our CPU protocol): estimator error against N, bias check, value gap against N.
 
 Each function returns plain dicts of numbers, so tests and ``repro.py`` share one implementation.
 Seeds: demos for (env, N, seed) come from ``TabularSimulator(mdp, seed)``; the split uses
@@ -53,12 +53,12 @@ def estimator_errors(mdp: TabularMDP, ns: Sequence[int], seeds: Sequence[int],
 
 
 def loglog_slope(ns: Sequence[int], errors: Sequence[float]) -> float:
-    """Least-squares slope of log(error) against log(N) (spec §C1, A-RE-4)."""
+    """Least-squares slope of log(error) against log(N) (acceptance row A-RE-4)."""
     return float(np.polyfit(np.log(np.asarray(ns, float)), np.log(np.asarray(errors, float)), 1)[0])
 
 
 def exact_split_occupancies(mdp: TabularMDP, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expected replay and residual parts of the RE estimate for a fixed known set (spec §A3 steps 3-5).
+    """Expected replay and residual parts of the RE estimate for a fixed known set (steps 3-5 of :mod:`.replay`).
 
     known: (H, S) cached expert actions (-1 off K). Returns (replay, residual), each (H, S, A):
     replay_t(s,a) = P(pi_BC's prefix stays in K up to t, s_t = s, a_t = a), pi_BC = the cached action
@@ -102,7 +102,7 @@ def bias_check_noise(mdp: TabularMDP, known: np.ndarray, n_replays: int = 300, n
 
 def bias_check(mdp: TabularMDP, n_draws: int = 300, n_replays: int = 300, n_d1: int = 2, n_d2: int = 2,
                d2_contains_d1: bool = False, seeds: Sequence[int] = (0,), prefix: bool = True) -> dict[str, np.ndarray]:
-    """Average the unnormalised RE estimate over independent D2 draws (spec §C1, A-RE-2).
+    """Average the unnormalised RE estimate over independent D2 draws (acceptance row A-RE-2).
 
     For each seed, D1 (``n_d1`` demos) is drawn once and ``n_draws`` draws each take ``n_d2`` fresh
     demos as D2, or D1 plus them when ``d2_contains_d1`` (the code's choice); every draw replays M =
@@ -147,7 +147,7 @@ def bias_check(mdp: TabularMDP, n_draws: int = 300, n_replays: int = 300, n_d1: 
 
 def value_gaps(mdp: TabularMDP, ns: Sequence[int], seeds: Sequence[int],
                cfg: ReplayConfig | None = None) -> dict[str, np.ndarray]:
-    """Exact value gap J_E - J_pi for BC, MM, RE-mimic and RE-free (spec §C1, A-RE-3).
+    """Exact value gap J_E - J_pi for BC, MM, RE-mimic and RE-free (acceptance row A-RE-3).
 
     Returns {method: (len(ns), len(seeds))}; also "RE-mimic-unnormalised".
     """
@@ -177,7 +177,7 @@ def value_gaps(mdp: TabularMDP, ns: Sequence[int], seeds: Sequence[int],
 
 def split_bias_gaps(mdp: TabularMDP, ns: Sequence[int], seeds: Sequence[int], normalise: bool = False,
                     mimic: bool = False) -> dict[str, np.ndarray]:
-    """Value gap of RE (time-indexed K) with a disjoint split vs D2 = D (spec §C1 pitfall), and of MM.
+    """Value gap of RE (time-indexed K) with a disjoint split vs D2 = D (the split-bias pitfall), and of MM.
 
     The defaults (unnormalised, no Pi_mimic restriction) reproduce the pilot's numbers (gap about 3
     with D2 = D against 0.7-1.0 disjoint on DriftChain(9, 0.3, H=20)); self-normalisation and the

@@ -1,12 +1,12 @@
-"""Function-approximation replay estimation (spec §A5, §A6 RE_DEEP), after ``gkswamy98/replay_est``.
+"""Function-approximation replay estimation, as the authors' code ``gkswamy98/replay_est`` instantiates it.
 
 1. D1 = the first ``n_d1`` demos; an ensemble of E BC regressors is trained on D1 (differ by init).
 2. Confidence per state: alpha(s) = sigmoid((mu - delta(s)) / beta), delta(s) = ||max_i a_i(s) -
-   min_i a_i(s)||_2, the L2 norm of the per-dimension spread of the E predicted actions (§A5 item 3).
+   min_i a_i(s)||_2, the L2 norm of the per-dimension spread of the E predicted actions.
 3. D3 = rollouts of the ensemble (mean, best or worst member) with deterministic actions in the noisy
-   simulator (§A5 item 4; the code uses the worst member, which looks unintentional).
+   simulator (the code uses the worst member, which looks unintentional).
 4. RE cost C_RE(f) = [mean_{D3} w f + mean_{D2} (1 - w) f] / Z, with w = alpha(s) per state (the
-   code) or the prefix product prod_{tau<=t} alpha(s_tau) (inferred), Z normalising (§A5 item 5).
+   code) or the prefix product prod_{tau<=t} alpha(s_tau) (inferred), Z normalising.
 5. Any moment matcher fits this target; here the adversarial learner of :mod:`.adversarial`.
 BC (on all N demos) and MM (the same adversarial learner on plain expert pairs) are the baselines.
 """
@@ -81,14 +81,14 @@ def ensemble_actions(ensemble: list[nn.Module], states: np.ndarray) -> np.ndarra
 
 
 def confidence(ensemble: list[nn.Module], states: np.ndarray, mu: float, beta: float) -> np.ndarray:
-    """alpha(s) = sigmoid((mu - ||ptp_i a_i(s)||_2) / beta), shape (n,) (spec §A5 item 3)."""
+    """alpha(s) = sigmoid((mu - ||ptp_i a_i(s)||_2) / beta), shape (n,) (step 2 above)."""
     preds = ensemble_actions(ensemble, states)
     spread = np.linalg.norm(preds.max(0) - preds.min(0), axis=-1)
     return 1.0 / (1.0 + np.exp(-(mu - spread) / beta))
 
 
 def replay_weights(alpha_d3: np.ndarray, alpha_d2: np.ndarray, prefix: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pair weights of the RE target from confidences (n3, H) and (n2, H) (spec §A5 item 5).
+    """Per-pair weights of the RE target from confidences (n3, H) and (n2, H) (step 4 above).
 
     w3 = c / (|D3 pairs| Z), w2 = (1 - c) / (|D2 pairs| Z), with c = alpha or its running product
     along the episode, and Z = mean_{D3} c + mean_{D2} (1 - c); together the weights sum to 1.

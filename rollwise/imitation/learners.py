@@ -1,4 +1,4 @@
-"""The exact tabular moment-matching learner: min-L1 occupancy matching as a linear program (spec §A4).
+"""The exact tabular moment-matching learner: min-L1 occupancy matching as a linear program (the min-distance learner of MIMIC-MD, Rajaraman et al. 2020).
 
     min_pi sum_t ||rho_t^pi - rho_hat_t||_1
         = min_{d >= 0} sum_t sum_{s,a} |d_t(s,a) - rho_hat_t(s,a)|
@@ -80,5 +80,5 @@ def policy_from_occupancy(d: np.ndarray, fixed_actions: np.ndarray | None = None
 
 
 def moment_matching_policy(mdp: TabularMDP, target: np.ndarray, fixed_actions: np.ndarray | None = None) -> np.ndarray:
-    """The LP learner of spec §A4: the (H, S, A) policy whose occupancy is L1-closest to ``target``."""
+    """The LP learner: the (H, S, A) policy whose occupancy is L1-closest to ``target``."""
     return policy_from_occupancy(min_l1_occupancy(mdp, target, fixed_actions), fixed_actions)

@@ -38,8 +38,8 @@ def value(mdp: TabularMDP, policy: np.ndarray) -> float:
 def optimal_policy(mdp: TabularMDP, stationary: bool = True, tol: float = 1e-9) -> np.ndarray:
     """Deterministic optimal policy by finite-horizon dynamic programming.
 
-    ``stationary=True`` returns the t=0 greedy action at every state, shape (S, A) one-hot (the spec's
-    expert for all three environments); otherwise the (H, S, A) time-indexed optimal policy.
+    ``stationary=True`` returns the t=0 greedy action at every state, shape (S, A) one-hot (the
+    expert of our three environments); otherwise the (H, S, A) time-indexed optimal policy.
     Ties (within ``tol``) go to the lowest action index, so the expert is deterministic.
     """
     H, S, A = mdp.horizon, mdp.n_states, mdp.n_actions

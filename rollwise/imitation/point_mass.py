@@ -1,10 +1,10 @@
-"""A 1-D noisy point mass: the small continuous environment of the deep RE path (spec §C1, A-RE-5).
+"""A 1-D noisy point mass: the small continuous environment of the deep RE path (acceptance row A-RE-5).
 
 x' = clip(x + dt * (clip(a, -1, 1) + w sin(3 x) + sigma * eps), -x_max, x_max),  eps ~ N(0, 1),
 reward = 1 - min(|x'|, 1), start x_0 ~ U(-start_range, start_range), horizon H.
 
 Action noise with sigma = 0.5 mirrors the authors' ``NoisyWrapper`` (Gaussian noise added to the
-action, spec §A7). The "wind" w sin(3x) makes the expert's action a non-monotone function of the
+action). The "wind" w sin(3x) makes the expert's action a non-monotone function of the
 state, so that BC from few demos extrapolates differently across ensemble members (our choice). The
 expert cancels the wind and drives the mass to the origin: a_E(x) = clip(-gain * x - w sin(3x), -1, 1).
 It is a ``gymnasium.Env`` for single episodes (with ``clone_state/set_state``) and has batched

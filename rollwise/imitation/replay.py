@@ -1,13 +1,24 @@
-"""Tabular replay estimation (Swamy et al. 2022, built on MIMIC-MD's estimator; spec §A3, §A6).
+"""Tabular replay estimation (Swamy et al., NeurIPS 2022, arXiv 2205.15397).
 
 RE replaces the empirical expert occupancy, the target of moment matching, by
 
-    rho_RE_t(s,a) = replay_t(s,a) + resid_t(s,a)                                   (spec §A3, step 5)
+    rho_RE_t(s,a) = replay_t(s,a) + resid_t(s,a)                                               (step 5)
 
-where ``replay_t`` re-executes the cached D1 expert actions M times in the simulator, counting step t
-only while the rollout's prefix s_0..s_t stayed in the known set K (step 3), and ``resid_t`` counts the
-held-out D2 trajectories that have left K by step t (step 4). With D1 and D2 disjoint the sum is an
-unbiased estimate of rho^E_t; with D2 containing D1 it is not (the regression of spec §C1, A-RE-2).
+The paper's full text was not available; the estimator is that of MIMIC-MD (Rajaraman et al. 2020,
+"Toward the Fundamental Limits of Imitation Learning") with simulator replay in place of the known model,
+which the abstract describes. The steps referred to below:
+
+1. split the N demos at random into disjoint D1 and D2 (about N/2 each);
+2. the known set K = the states (or time-indexed (t, s) pairs) seen in D1, where the expert's action is known;
+3. ``replay_t`` re-executes the cached D1 expert actions M times in the simulator, counting step t only while
+   the rollout's prefix s_0..s_t stayed in K;
+4. ``resid_t`` counts the held-out D2 trajectories that have left K by step t;
+5. the estimate is their sum;
+6. M >> N^2 replays (reconstructed: the abstract asks only for poly(N));
+7. optionally, each step's estimate is divided by its mass (reconstructed).
+
+With D1 and D2 disjoint the sum is an unbiased estimate of rho^E_t; with D2 containing D1 (the authors'
+code) it is not (acceptance row A-RE-2 of ``rollwise repro replay-estimation``).
 
 Reconstructed choices are flags of :class:`ReplayConfig` (see ``docs/replay_estimation.md``).
 """
@@ -26,13 +37,13 @@ SPLITS = ("disjoint", "d2_contains_d1")
 
 @dataclass
 class ReplayConfig:
-    """Tabular replay estimator settings (spec §A3)."""
+    """Tabular replay estimator settings (steps of the module docstring)."""
 
-    n_replays: int = 2000  # M, replays of the cached expert actions (spec: M >> N^2, inferred)
+    n_replays: int = 2000  # M, replays of the cached expert actions (step 6: M >> N^2)
     split: str = "disjoint"  # "disjoint" (theory) or "d2_contains_d1" (the authors' code; biased)
-    d1_fraction: float = 0.5  # share of the N demos that goes to D1 (spec: about N/2 each)
+    d1_fraction: float = 0.5  # share of the N demos that goes to D1 (step 1: about N/2)
     stationary_known: bool = True  # K = states seen in D1 (True) or time-indexed (t, s) pairs (False)
-    normalise: bool = True  # divide rho_t by its mass (inferred, spec §A3 step 7)
+    normalise: bool = True  # divide rho_t by its mass (step 7, reconstructed)
     prefix_weighting: bool = True  # count a step only while the prefix stayed in K (theory); False:
     # per-state membership, as the deep code's alpha(s_t) (replays go on with uniform actions off K; biased)
 
@@ -58,10 +69,10 @@ class ReplayEstimate:
 
 
 def split_demos(n: int, cfg: ReplayConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random split of n demos into (D1, D2) index arrays (spec §A3 step 1).
+    """Random split of n demos into (D1, D2) index arrays (step 1).
 
     ``disjoint``: D1 gets round(n * d1_fraction) (at least 1, at most n-1) demos, D2 the rest.
-    ``d2_contains_d1``: the same D1, but D2 = all n demos (the code's choice, spec §A5 item 1).
+    ``d2_contains_d1``: the same D1, but D2 = all n demos (the authors' code's choice).
     """
     if n < 2:
         raise ValueError(f"replay estimation needs at least 2 demos to split, got {n}")
@@ -76,7 +87,7 @@ def known_actions(states: np.ndarray, actions: np.ndarray, n_states: int, statio
     """The known set K with its cached expert actions, shape (H, S): action index on K, -1 elsewhere.
 
     states, actions: (N1, H) D1 demos. Stationary K holds every state seen at any step (same row for
-    every t); time-indexed K holds the (t, s) pairs seen (spec §A3 step 2). The expert is deterministic,
+    every t); time-indexed K holds the (t, s) pairs seen (step 2). The expert is deterministic,
     so a state's action is unique; if demos disagree the later one wins.
     """
     H = states.shape[1]
@@ -96,7 +107,7 @@ def replay_occupancy(sim: TabularSimulator, known: np.ndarray, n_actions: int, n
     """replay_t(s,a) = (1/M) sum_m 1[prefix of rollout m inside K up to t, s_t^m = s, a_t^m = a].
 
     Rolls out pi_BC (the cached action on K) M times from the start distribution, all M at once;
-    a rollout stops at its first exit from K (spec §A3 step 3). With ``prefix=False`` rollouts go on
+    a rollout stops at its first exit from K (step 3). With ``prefix=False`` rollouts go on
     off K with uniform actions (BC's choice there) and every step with s_t in K counts. Shape (H, S, A).
     """
     H, S = known.shape
@@ -121,7 +132,7 @@ def residual_occupancy(states: np.ndarray, actions: np.ndarray, known: np.ndarra
     """resid_t(s,a) = (1/|D2|) sum_{tau in D2} 1[tau left K at some step <= t, s_t = s, a_t = a].
 
     states, actions: (N2, H) D2 demos; known: (H, S). With ``prefix=False`` a step counts when s_t is
-    off K (per-state membership). Shape (H, S, A) (spec §A3 step 4).
+    off K (per-state membership). Shape (H, S, A) (step 4).
     """
     N, H = states.shape
     off_k = known[np.arange(H)[None, :], states] < 0  # (N, H)
@@ -133,14 +144,14 @@ def residual_occupancy(states: np.ndarray, actions: np.ndarray, known: np.ndarra
 
 
 def normalise_per_step(rho: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """rho_t / sum_{s,a} rho_t(s,a); a step with no mass takes ``fallback``'s row (spec §A3 step 7)."""
+    """rho_t / sum_{s,a} rho_t(s,a); a step with no mass takes ``fallback``'s row (step 7)."""
     mass = rho.sum(axis=(1, 2), keepdims=True)
     return np.where(mass > 0, rho / np.where(mass > 0, mass, 1.0), fallback)
 
 
 def replay_estimate(sim: TabularSimulator, states: np.ndarray, actions: np.ndarray, cfg: ReplayConfig,
                     rng: np.random.Generator) -> ReplayEstimate:
-    """Replay estimate of the expert occupancy from (N, H) expert states/actions (spec §A6, RE_TABULAR).
+    """Replay estimate of the expert occupancy from (N, H) expert states/actions (steps 1-7).
 
     ``rng`` draws the split; the simulator's own generator drives the replays.
     """
@@ -149,7 +160,7 @@ def replay_estimate(sim: TabularSimulator, states: np.ndarray, actions: np.ndarr
     known = known_actions(states[d1], actions[d1], S, cfg.stationary_known)
     replay = replay_occupancy(sim, known, A, cfg.n_replays, cfg.prefix_weighting)
     residual = residual_occupancy(states[d2], actions[d2], known, A, cfg.prefix_weighting)
-    rho = replay + residual  # spec §A3 step 5
+    rho = replay + residual  # step 5
     if cfg.normalise:
         rho = normalise_per_step(rho, empirical_occupancy(states, actions, S, A))
     return ReplayEstimate(rho, replay, residual, known, d1, d2)

@@ -1,9 +1,9 @@
-"""``rollwise repro replay-estimation``: the tabular benchmark of spec §C1 plus the deep smoke run.
+"""``rollwise repro replay-estimation``: the tabular benchmark plus the deep smoke run.
 
 Rows: A-RE-1 (estimator error ratio), A-RE-2 (unbiasedness and the D2-contains-D1 deficit), A-RE-3
 (TrapChain value gaps), A-RE-4 (error-vs-N slopes), A-RE-5 (deep path), the split-bias pitfall and
 the wall-clock budget. The paper's full text was not available: its rates are shown beside our
-slopes, and the spec's pilot numbers are quoted in the notes column.
+slopes, and our pilot implementation's numbers are quoted, marked 'pilot'.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class ReproConfig:
     gap_ns: tuple[int, ...] = (2, 4, 8, 16)  # N for the TrapChain value gap (A-RE-3)
     gap_seeds: int = 12  # seeds per N for the value gap
     bias_seeds: int = 10  # D1 draws pooled in the high-power A-RE-2 check (300 D2 draws each)
-    protocol_d1_draws: int = 200  # separate single-D1 A-RE-2 runs, to measure how often the spec protocol passes
+    protocol_d1_draws: int = 200  # separate single-D1 A-RE-2 runs, to measure how often the single-draw protocol passes
     split_seeds: int = 10  # seeds per N for the split-bias pitfall on DriftChain(9, 0.3, H=20)
     prefix_seeds: int = 10  # D1 draws pooled in the prefix vs per-state bias check
     deep_seeds: int = 3  # seeds of the deep smoke run
@@ -94,10 +94,10 @@ def _protocol_passes(res: dict[str, np.ndarray]) -> bool:
 
 def _bias_section(report: ReproReport, cfg: ReproConfig, seeds: list[int], out: Path) -> None:
     mdp = frozen_lake()
-    spec = bias_check(mdp, seeds=seeds[:1])
+    single = bias_check(mdp, seeds=seeds[:1])
     pooled = bias_check(mdp, seeds=seeds[: cfg.bias_seeds])
     buggy = bias_check(mdp, seeds=seeds[: cfg.bias_seeds], d2_contains_d1=True)
-    for label, res in (("spec protocol: 1 D1 draw x 300 D2 draws", spec),
+    for label, res in (("single-draw protocol: 1 D1 draw x 300 D2 draws", single),
                        (f"pooled: {min(cfg.bias_seeds, len(seeds))} D1 draws x 300 D2 draws", pooled)):
         tv, lo, hi = float(res["tv"].max()), float(res["mass"].min()), float(res["mass"].max())
         t = int(res["mass_sd_exact"].argmax())
@@ -112,7 +112,7 @@ def _bias_section(report: ReproReport, cfg: ReproConfig, seeds: list[int], out: 
         ok = np.array([_protocol_passes(r) for r in runs])
         q = np.array([float(r["p_leave"][-1]) for r in runs])
         low = q <= 0.126  # D1 draws whose D2-contains-D1 deficit (q/2) is at most the pilot's 0.063
-        report.add("A-RE-2 spec protocol: share of single D1 draws that pass", float(ok.mean()),
+        report.add("A-RE-2 single-draw protocol: share of single D1 draws that pass", float(ok.mean()),
                    paper="pilot: its one D1 draw passed (deficit 0.063 -> P(leave K) ~ 0.13)", passed=None,
                    note=f"{ok.size} D1 draws (seeds 1000+), s.e. {float(ok.std() / np.sqrt(ok.size)):.3f}; "
                         f"P(leave K by H) <= 0.126 in {int(low.sum())}: pass {float(ok[low].mean()) if low.any() else 0:.2f},"
@@ -228,9 +228,9 @@ def run(quick: bool = False, out_dir: str | Path = "runs/repro-replay-estimation
                passed=bool(seconds <= 900) if not quick else None, note="shared 2-core CPU, 1 torch thread")
     report.notes += [
         "The paper's full text was unavailable: the 'paper' column gives its rates (BC H^2/N, MM H/sqrt(N), "
-        "RE H^1.5/N) and the spec's pilot numbers, marked 'pilot'.",
+        "RE H^1.5/N) and our pilot implementation's numbers, marked 'pilot'.",
         "A-RE-2 with a single D1 draw: the averaged estimate's noise is set by that D1's probability q of "
-        "leaving K (s.d. of the mass sqrt(q(1-q)/600), almost all from the D2 residual). The spec-protocol row "
+        "leaving K (s.d. of the mass sqrt(q(1-q)/600), almost all from the D2 residual). The single-draw row "
         "passes or misses with the D1 draw (share of passing draws in its own row); the pooled row has the "
         "power to test the 1 +- 0.02 band.",
         "Tabular estimator: MIMIC-MD with simulator replay, stationary known set, M = 2000, disjoint halves, "
