@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration  # spawned processes, Ray, TRL or a whole q
 def test_quick_repro_meets_acceptance(tmp_path):
     report = run(quick=True, out_dir=tmp_path)
     rows = {r.name: r for r in report.rows}
-    decided = [r for r in report.rows if r.passed is not None and "spec protocol" not in r.name]
+    decided = [r for r in report.rows if r.passed is not None and "single-draw protocol" not in r.name]
     failed = [(r.name, r.ours) for r in decided if not r.passed]
     assert not failed, failed
     for key in ("A-RE-1 DriftChain", "A-RE-1 FrozenLake4x4", "A-RE-2 unnormalised RE, pooled", "A-RE-2 D2 = D1",
