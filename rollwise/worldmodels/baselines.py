@@ -1,14 +1,15 @@
-"""Vector-latent JEPA baselines: the parameter-matched LSTM-JEPA and a GRU variant (spec §3).
+"""Vector-latent JEPA baselines: the parameter-matched LSTM-JEPA and a GRU variant (the paper's main
+baseline; its layout is not published).
 
 Layout of LSTM-JEPA recovered exactly from the released parameter counts (h = 12: encoder 1298,
-projection 1612, predictor head 1612, predictor 1740, total 6262) [data/proto]:
+projection 1612, predictor head 1612, predictor 1740, total 6262; checked by our pilot implementation):
 - encoder: Embedding(17→8) for tokens, Embedding(5→2) for actions, a 1-layer RNN over [emb(o_τ), emb(a)];
 - projection g: Linear(h→64) → GELU → Linear(64→h) (its EMA copy is the target projection);
 - predictor head q (BYOL-style): Linear(h→64) → GELU → Linear(64→h);
 - predictor (applied K times): Linear(h+2→64) → GELU → Linear(64→h) on [z, emb(a_k)] — the same
   "action head" idea as UWM's H0 + a·H1, with action embedding dimension 2.
-Loss [inferred]: ‖q(g(ẑ_{t+K})) − sg g_ξ(z⁺_{t+K})‖². The action fed with o_τ is the one that led to it,
-a_{τ−1} (a = 0 at τ = 0) [inferred].
+Loss (reconstructed): ‖q(g(ẑ_{t+K})) − sg g_ξ(z⁺_{t+K})‖². The action fed with o_τ is the one that led to it,
+a_{τ−1} (a = 0 at τ = 0) (reconstructed).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ class RecurrentConfig:
     """Vector-latent JEPA; defaults are the paper's h = 12 LSTM-JEPA-CF (6,262 parameters)."""
 
     cell: str = "lstm"  # "lstm" (the matched baseline) or "gru" (vector-latent variant)
-    hidden: int = 12  # latent size h [data]
-    embed_obs: int = 8  # token embedding [data]
-    embed_act: int = 2  # action embedding (the action head) [data]
+    hidden: int = 12  # latent size h (released)
+    embed_obs: int = 8  # token embedding (released)
+    embed_act: int = 2  # action embedding (the action head) (released)
     proj_hidden: int = 64  # width of g, q and the predictor MLP [data: predictor_hidden=64]
-    vocab_size: int = 17  # 16 position tokens + MASK [data]
+    vocab_size: int = 17  # 16 position tokens + MASK (released)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:

@@ -1,4 +1,4 @@
-"""Density-matrix operations for the UWM-JEPA latent (spec §2.1–§2.3).
+"""Density-matrix operations for the UWM-JEPA latent (the paper's recurrence and readout).
 
 All functions take batched complex tensors ``(..., d, d)``; nothing here has learnable parameters.
 """
@@ -36,7 +36,8 @@ def conjugate(op: Tensor, rho: Tensor) -> Tensor:
 
 
 def symmetrize(rho: Tensor) -> Tensor:
-    """(ρ + ρ†)/2: removes round-off anti-Hermitian parts (spec §2.1 step 4)."""
+    """(ρ + ρ†)/2: removes round-off anti-Hermitian parts (the last step of the
+    paper's recurrence)."""
     return 0.5 * (rho + dagger(rho))
 
 
@@ -46,12 +47,13 @@ def trace(rho: Tensor) -> Tensor:
 
 
 def maximally_mixed(batch: int, d: int, dtype: torch.dtype = torch.complex64) -> Tensor:
-    """ρ_0 = I/d, shape (batch, d, d) (spec §2.1 step 1)."""
+    """ρ_0 = I/d, the start of the paper's recurrence; shape (batch, d, d)."""
     return (torch.eye(d, dtype=dtype) / d).expand(batch, d, d).clone()
 
 
 def measure(k_op: Tensor, rho: Tensor) -> Tensor:
-    """Positive observation update ρ ← K ρ K† / tr(K ρ K†) (spec §2.1 step 2). k_op, ρ: (B, d, d)."""
+    """Positive observation update ρ ← K ρ K† / tr(K ρ K†) (the paper's positive
+    observation update). k_op, ρ: (B, d, d)."""
     out = conjugate(k_op, rho)
     return out / trace(out)[..., None, None]
 

@@ -1,10 +1,10 @@
-"""The partially observed spring task of UWM-JEPA (spec ``uwm_jepa.md`` §1).
+"""The partially observed spring task of UWM-JEPA (Radha & Goktas 2026, arXiv 2605.25313).
 
 A driven, lightly damped 1-D spring with state (x, v). Only a coarse position token is seen, every third
 step; the velocity is hidden. Five discrete actions a ∈ {−2, −1, 0, +1, +2} push the cart. The label is
 ``y = 1[v_{t+K} > 0]`` with K = 5, and the observation at ``t+K`` is masked.
 
-Indexing [inferred, spec §1.2]: a window has ``T = context_len + horizon`` steps (0..T−1); tokens
+Indexing (reconstructed: the paper does not give it): a window has ``T = context_len + horizon`` steps (0..T−1); tokens
 ``o_0..o_{T−1}``, actions ``a_0..a_{T−2}`` with ``a_τ`` applied between ``τ`` and ``τ+1``. The "current" time
 is ``t = context_len − 1``; the future actions are ``a_t..a_{t+K−1}`` and the label reads ``v_{t+K}``.
 Action *indices* 0..4 stand for the symbols ``a = index − 2``.
@@ -25,20 +25,20 @@ CONDITIONS = ("correct", "no-action", "shuffled", "wrong", "reversed", "negated"
 
 @dataclass(frozen=True)
 class SpringConfig:
-    """Constants of the spring task; [data] where the released configs give them, else [inferred]."""
+    """Constants of the spring task: "released" where the paper's released configs give them, else reconstructed."""
 
-    dt: float = 0.1  # integration step [inferred]
-    omega: float = 1.0  # spring frequency [inferred]
-    gamma: float = 0.1  # damping [inferred]
-    action_strength: float = 1.5  # α, force per action unit [data]
-    noise_std: float = 0.02  # σ, process noise on v per step [inferred]
-    init_range: float = 1.5  # x0, v0 ~ U(−r, r) before burn-in [inferred]
-    burn_in: int = 20  # random-action steps before the window starts [inferred]
-    n_bins: int = 16  # position tokens; token n_bins is MASK (vocab_size = 17) [data]
-    x_range: float = 2.5  # bins split [−x_range, x_range] evenly, clipped at the edges [inferred]
-    obs_stride: int = 3  # a token is visible when τ mod stride == 0 [data]
-    context_len: int = 15  # observed steps 0..t [data]
-    horizon: int = 5  # K [data]
+    dt: float = 0.1  # integration step (reconstructed)
+    omega: float = 1.0  # spring frequency (reconstructed)
+    gamma: float = 0.1  # damping (reconstructed)
+    action_strength: float = 1.5  # α, force per action unit (released)
+    noise_std: float = 0.02  # σ, process noise on v per step (reconstructed)
+    init_range: float = 1.5  # x0, v0 ~ U(−r, r) before burn-in (reconstructed)
+    burn_in: int = 20  # random-action steps before the window starts (reconstructed)
+    n_bins: int = 16  # position tokens; token n_bins is MASK (vocab_size = 17) (released)
+    x_range: float = 2.5  # bins split [−x_range, x_range] evenly, clipped at the edges (reconstructed)
+    obs_stride: int = 3  # a token is visible when τ mod stride == 0 (released)
+    context_len: int = 15  # observed steps 0..t (released)
+    horizon: int = 5  # K (released)
 
     @property
     def mask_token(self) -> int:
@@ -79,7 +79,7 @@ class Windows:
 
 def step(cfg: SpringConfig, x: np.ndarray, v: np.ndarray, a: np.ndarray, eps: np.ndarray
          ) -> tuple[np.ndarray, np.ndarray]:
-    """One semi-implicit Euler step (spec §1.2). x, v, a (action values), eps: (B,)."""
+    """One semi-implicit Euler step (reconstructed integrator). x, v, a (action values), eps: (B,)."""
     v = v + cfg.dt * (-cfg.omega**2 * x - cfg.gamma * v + cfg.action_strength * a) + cfg.noise_std * eps
     return x + cfg.dt * v, v
 
@@ -149,7 +149,8 @@ def future_actions(cfg: SpringConfig, w: Windows) -> np.ndarray:
 
 
 def condition_actions(cfg: SpringConfig, w: Windows, condition: str, rng: np.random.Generator) -> np.ndarray:
-    """Future actions fed to the predictor under a test-time condition (spec §1.2); (B, K) indices.
+    """Future actions fed to the predictor under a test-time condition (the paper's action
+    conditions); (B, K) indices.
 
     correct: true; no-action: all a=0; shuffled: another example's sequence (cross-example permutation);
     wrong: fresh iid; reversed: time-reversed; negated: −a. The label always comes from the true future.
@@ -183,7 +184,7 @@ def with_horizon(cfg: SpringConfig, horizon: int) -> SpringConfig:
 
 @dataclass
 class TeacherLog:
-    """A fixed logged dataset for the teacher-forced objective [inferred]: windows with fixed actions."""
+    """A fixed logged dataset for the teacher-forced objective (reconstructed): windows with fixed actions."""
 
     windows: Windows
 

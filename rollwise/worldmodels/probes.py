@@ -1,4 +1,4 @@
-"""Probes of a trained world model (spec §2.5, §4): indicator decoder, blind-rollout retention,
+"""Probes of a trained world model (the paper's evaluation): indicator decoder, blind-rollout retention,
 held-out context probe, HS-distance battery, and the UWM invariant diagnostics.
 
 All probes are frozen-feature linear readouts fit with scikit-learn. "Target" latents come from the EMA
@@ -28,20 +28,20 @@ from rollwise.worldmodels.uwm_jepa import UWMJepa
 
 @dataclass
 class ProbeConfig:
-    """Probe protocol (spec §5.2); sizes [data], regularisers [inferred]."""
+    """Probe protocol: sizes from the paper's released data, regularisers reconstructed."""
 
-    n_decoder: int = 1000  # indicator decoder-fit windows [data]
-    n_eval: int = 500  # indicator evaluation windows [data]
-    eval_seed: int = 2026  # the eval set is shared by all models and seeds [inferred]
-    decoder_seed_offset: int = 1000  # decoder-fit RNG seed = offset + model seed [inferred]
-    logistic_c: float = 1000.0  # inverse L2 strength of the logistic decoder (λ ≈ 1e-3) [inferred]
-    ridge_alpha: float = 1e-2  # ridge strength of the R² probes [inferred]
-    retention_ks: tuple[int, ...] = (1, 3, 5, 10, 20)  # blind horizons [paper]
-    n_retention_fit: int = 1000  # probe-fit windows for retention [inferred]
-    n_retention_eval: int = 500  # eval windows for retention [inferred]
-    n_context_fit: int = 1000  # context-probe fit windows [inferred]
+    n_decoder: int = 1000  # indicator decoder-fit windows (released)
+    n_eval: int = 500  # indicator evaluation windows (released)
+    eval_seed: int = 2026  # the eval set is shared by all models and seeds (reconstructed)
+    decoder_seed_offset: int = 1000  # decoder-fit RNG seed = offset + model seed (reconstructed)
+    logistic_c: float = 1000.0  # inverse L2 strength of the logistic decoder (λ ≈ 1e-3) (reconstructed)
+    ridge_alpha: float = 1e-2  # ridge strength of the R² probes (reconstructed)
+    retention_ks: tuple[int, ...] = (1, 3, 5, 10, 20)  # blind horizons (paper)
+    n_retention_fit: int = 1000  # probe-fit windows for retention (reconstructed)
+    n_retention_eval: int = 500  # eval windows for retention (reconstructed)
+    n_context_fit: int = 1000  # context-probe fit windows (reconstructed)
     n_context_eval: int = 1000  # context-probe eval windows [data: n_eval = 1000]
-    invariant_steps: int = 30  # blind steps for the invariant diagnostics [paper]
+    invariant_steps: int = 30  # blind steps for the invariant diagnostics (paper)
 
 
 @torch.no_grad()
@@ -75,7 +75,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float):
 def indicator_accuracy(model: nn.Module, target: nn.Module, task: spring.SpringConfig, seed: int,
                        cfg: ProbeConfig) -> dict[str, float]:
     """Linear indicator decoder fit on target latents of the decoder set, applied unchanged to target and
-    blind-rollout latents of the eval set under every action condition (spec §2.5). Keys: 'target',
+    blind-rollout latents of the eval set under every action condition. Keys: 'target',
     the six conditions, 'majority'."""
     fit_w = spring.sample_windows(task, np.random.default_rng(cfg.decoder_seed_offset + seed), cfg.n_decoder)
     eval_w = spring.sample_windows(task, np.random.default_rng(cfg.eval_seed), cfg.n_eval)
@@ -122,7 +122,7 @@ def _sub_window(task: spring.SpringConfig, w: spring.Windows, k: int) -> tuple[n
 @torch.no_grad()
 def retention(model: nn.Module, target: nn.Module, task: spring.SpringConfig, seed: int, cfg: ProbeConfig
               ) -> dict[str, dict[int, float]]:
-    """Blind-rollout retention (spec §2.5): for each k a ridge probe latent -> v_{t+k} is fit on *teacher*
+    """Blind-rollout retention (the paper's retention probe): for each k a ridge probe latent -> v_{t+k} is fit on *teacher*
     latents E_ξ(o≤t+k) and applied to teacher latents and to blind latents P_k(E_θ(o≤t)) of held-out windows.
 
     Blind uses the action-free predictor (a = 0, the paper's protocol) and, for reference, the true actions.

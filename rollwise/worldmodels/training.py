@@ -1,4 +1,4 @@
-"""JEPA training with counterfactual (CF) or teacher-forced (TF) targets (spec §2.3–§2.4).
+"""JEPA training with counterfactual (CF) or teacher-forced (TF) targets (the paper's training objectives).
 
 One step (both objectives, any model with ``encode/rollout/online_head/target_head``):
 
@@ -39,16 +39,16 @@ class JepaModel(Protocol):
 
 @dataclass
 class TrainConfig:
-    """Training recipe; defaults are the paper's recipe A (spec §5.2) [data]."""
+    """Training recipe; defaults are the paper's recipe A (from its released configs)."""
 
     objective: str = "cf"  # "cf": counterfactual simulator targets; "tf": teacher-forced on a fixed log
-    steps: int = 5000  # optimiser steps [data]
-    batch_size: int = 8  # [data]
-    lr: float = 3e-4  # [data]
+    steps: int = 5000  # optimiser steps (released)
+    batch_size: int = 8  # (released)
+    lr: float = 3e-4  # (released)
     weight_decay: float = 1e-5  # AdamW [data; optimiser type inferred]
-    ema_tau: float = 0.99  # target encoder EMA [data]
-    normalize_loss: bool = True  # L2-normalise both sides (BYOL-style); False = the paper-literal raw MSE [proto]
-    tf_log_size: int = 2000  # trajectories in the fixed teacher-forcing log [inferred]
+    ema_tau: float = 0.99  # target encoder EMA (released)
+    normalize_loss: bool = True  # L2-normalise both sides (BYOL-style); False = the paper-literal raw MSE (our pilot)
+    tf_log_size: int = 2000  # trajectories in the fixed teacher-forcing log (reconstructed)
     log_every: int = 100  # metrics.jsonl cadence
     progress: bool = False  # rich progress bar
 

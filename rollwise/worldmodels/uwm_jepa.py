@@ -1,4 +1,5 @@
-"""UWM-JEPA: a density-matrix world model with an action-conditioned unitary predictor (spec §2).
+"""UWM-JEPA: a density-matrix world model with an action-conditioned unitary predictor
+(Radha & Goktas 2026, arXiv 2605.25313).
 
 The latent is a joint density matrix ρ on H_S ⊗ H_E (d_sys = 8, d_env = 2, D = 16). The encoder is a
 quantum filter started at ρ_0 = I/D: for τ = 0..t it applies the positive observation update
@@ -7,8 +8,8 @@ The predictor is the same unitary family, U(a) = exp(−i(H0 + a·H1)) (Δt abso
 rollout is the filter with the observation updates switched off. Everything downstream reads the reduced
 state ρ_S = Tr_E ρ through centred Hermitian coordinates and a small projection head g_φ.
 
-Known [paper]: the latent, the recurrence, U(a), the partial-trace readout, g_φ, EMA target encoder.
-Reconstructed [inferred]: K(o) = exp(G_o) with one 8×8 Hermitian G per token, the Hermitian
+Known (paper): the latent, the recurrence, U(a), the partial-trace readout, g_φ, EMA target encoder.
+Reconstructed: K(o) = exp(G_o) with one 8×8 Hermitian G per token, the Hermitian
 parameterisation, g_φ = MLP(64 → 64 → 8), the initial scales, the feature centring.
 """
 
@@ -25,17 +26,18 @@ from rollwise.worldmodels.env import ACTION_VALUES
 
 @dataclass
 class UWMConfig:
-    """UWM-JEPA architecture; defaults give 6,216 trainable parameters (spec §2.3)."""
+    """UWM-JEPA architecture; defaults give 6,216 trainable parameters (our
+    reconstruction; the LSTM baseline has 6,262)."""
 
-    d_sys: int = 8  # system dimension [paper]
-    d_env: int = 2  # environment dimension [paper]
-    n_tokens: int = 16  # visible position tokens; token n_tokens is MASK (K = I) [data]
-    proj_hidden: int = 64  # g_φ hidden width [inferred]
-    proj_out: int = 8  # g_φ output dimension [inferred]
-    h_init_std: float = 0.05  # std of the raw H0/H1 parameters (U(a) starts near I) [inferred]
-    g_init_std: float = 0.1  # std of the raw measurement generators G_o [proto]
-    measurement_bound: float | None = 1.0  # cap the 64 raw reals of G_o at this L2 norm (so ‖G_o‖_F ≤ √2·bound); None = no cap [proto]
-    feature_scale: float = 8.0  # readout d_sys·(ρ_S − I/d_sys): the states are nearly maximally mixed [inferred]
+    d_sys: int = 8  # system dimension (paper)
+    d_env: int = 2  # environment dimension (paper)
+    n_tokens: int = 16  # visible position tokens; token n_tokens is MASK (K = I) (released)
+    proj_hidden: int = 64  # g_φ hidden width (reconstructed)
+    proj_out: int = 8  # g_φ output dimension (reconstructed)
+    h_init_std: float = 0.05  # std of the raw H0/H1 parameters (U(a) starts near I) (reconstructed)
+    g_init_std: float = 0.1  # std of the raw measurement generators G_o (our pilot)
+    measurement_bound: float | None = 1.0  # cap the 64 raw reals of G_o at this L2 norm (so ‖G_o‖_F ≤ √2·bound); None = no cap (our pilot)
+    feature_scale: float = 8.0  # readout d_sys·(ρ_S − I/d_sys): the states are nearly maximally mixed (reconstructed)
     dtype: torch.dtype = torch.complex64  # complex128 for invariant tests
 
     @property
@@ -85,7 +87,7 @@ class UWMJepa(nn.Module):
         """Quantum filter over a window: tokens (B, T) int64, actions (B, T−1) int64 -> ρ_T−1 (B, D, D).
 
         Each step applies M = U(a_τ)·(K(o_τ)⊗I) in one conjugation and renormalises; tr(MρM†) equals
-        tr(KρK†) because U is unitary, so this is the update of spec §2.1 followed by the time step.
+        tr(KρK†) because U is unitary, so this is the paper's observation update followed by the time step.
         """
         b, t_len = tokens.shape
         k_ops = self.measurement_operators()
@@ -130,7 +132,7 @@ class UWMJepa(nn.Module):
         return self.proj(self.features(rho))
 
     def action_ratio(self) -> dict[str, float]:
-        """‖H1‖/‖H0‖ and the relative commutator ‖[H0,H1]‖/(‖H0‖‖H1‖) (Frobenius norms; spec §2.4)."""
+        """‖H1‖/‖H0‖ and the relative commutator ‖[H0,H1]‖/(‖H0‖‖H1‖) (Frobenius norms; as the paper reports them)."""
         with torch.no_grad():
             h0, h1 = self.hamiltonians()
             n0, n1 = torch.linalg.norm(h0), torch.linalg.norm(h1)
