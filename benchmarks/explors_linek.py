@@ -1,4 +1,4 @@
-"""LineK learning curves beyond the repro's budget (EXPLORS lab, spec explors.md §B8, §C).
+"""LineK learning curves beyond the repro's budget (EXPLORS lab, LineK of the authors' code).
 
     python benchmarks/explors_linek.py --episodes 20000 --methods explors,explob --seeds 0
 

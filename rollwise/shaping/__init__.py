@@ -1,9 +1,10 @@
 """EXPLORS: exploration-guided reward shaping under sparse rewards (Devidze et al., NeurIPS 2022).
 
-Spec: ``specs/explors.md``. Layout: ``env`` (Chain, Room, LineK), ``bonus`` (count bonus, §B2),
-``intrinsic`` (learned R^self_φ and its meta-gradient, §B3-B4), ``agents`` (REINFORCE, §B5),
-``explors`` (the composition R̄ + R^self + R^explore), ``baselines`` (Orig, ExploB, SelfRS, SORS′, LIRPG′),
-``training`` (the §B6 loop), ``repro`` (``rollwise repro explors``).
+The paper's full text was not available (abstract only); the algorithm, environments, baselines and
+hyper-parameters follow the authors' code (``code_tabular/``, ``code_neural/``), see docs/explors.md.
+Layout: ``env`` (Chain, Room, LineK), ``bonus`` (count bonus), ``intrinsic`` (learned R^self_φ and its
+meta-gradient), ``agents`` (REINFORCE), ``explors`` (the composition R̄ + R^self + R^explore), ``baselines``
+(Orig, ExploB, SelfRS, SORS′, LIRPG′), ``training`` (the training loop), ``repro`` (``rollwise repro explors``).
 """
 
 from rollwise.shaping.agents import NeuralReinforce, TabularReinforce

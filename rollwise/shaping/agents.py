@@ -1,4 +1,4 @@
-"""Policy-gradient agents trained on the shaped reward (spec ``explors.md`` §B5).
+"""Policy-gradient agents trained on the shaped reward (as the authors' code).
 
 * :class:`TabularReinforce`: softmax over θ[s, a] (θ = 0 at start), no baseline,
   θ[s,·] += η·(1/n)·Σ_samples Ĝ_t·(e_{a_t} − π(·|s_t)) with the *current* π (``agent_reinforce_tabular.py``).
@@ -40,7 +40,7 @@ def reinforce_gradient(states: np.ndarray, actions: np.ndarray, returns: np.ndar
 
 
 class TabularReinforce:
-    """Tabular softmax REINFORCE with plain SGD (§B5)."""
+    """Tabular softmax REINFORCE with plain SGD."""
 
     def __init__(self, n_states: int, n_actions: int, lr: float = 0.1):
         self.theta = np.zeros((n_states, n_actions))
@@ -57,7 +57,7 @@ class TabularReinforce:
         return sample_index(self.cumulative[obs], rng.random()), self.policy[obs]
 
     def update(self, episodes: list[Episode]) -> None:
-        """θ += η·(1/n)·Σ Ĝ_t (e_{a_t} − π(·|s_t)) over the given (recent) episodes (§B5)."""
+        """θ += η·(1/n)·Σ Ĝ_t (e_{a_t} − π(·|s_t)) over the given (recent) episodes."""
         states = np.concatenate([e.states for e in episodes])
         actions = np.concatenate([e.actions for e in episodes])
         shaped = np.concatenate([e.shaped_returns for e in episodes])
@@ -67,7 +67,7 @@ class TabularReinforce:
 
 
 class TabularQLearning:
-    """ε-greedy tabular Q-learning on the shaped reward (§B5, chain only in the paper).
+    """ε-greedy tabular Q-learning on the shaped reward (chain only in the paper).
 
     Update: for each given episode, a backward sweep Q[s,a] += α·(r̂ + γ·max_b Q[s',b] − Q[s,a]) (the code
     bootstraps also at the horizon). Policy: (1 − ε)·uniform-over-argmax + ε/|A|, ties within 1e-6.
@@ -126,7 +126,7 @@ class FrozenMLP:
 
 
 class NeuralReinforce:
-    """REINFORCE with an MLP policy and Adam, one step per episode (§B5, LineK)."""
+    """REINFORCE with an MLP policy and Adam, one step per episode (LineK)."""
 
     def __init__(self, obs_dim: int, n_actions: int, lr: float = 1e-5, hidden: int = 256,
                  epsilon: float = 0.05):
@@ -145,7 +145,7 @@ class NeuralReinforce:
         return sample_index(np.cumsum(behaviour), rng.random()), p
 
     def update(self, episodes: list[Episode]) -> None:
-        """One Adam step per episode on −mean_t log π(a_t|s_t)·Ĝ_t (§B5)."""
+        """One Adam step per episode on −mean_t log π(a_t|s_t)·Ĝ_t."""
         for e in episodes:
             logp = self.net(torch.as_tensor(e.states, dtype=torch.float32))
             chosen = logp.gather(1, torch.as_tensor(e.actions).view(-1, 1)).squeeze(1)

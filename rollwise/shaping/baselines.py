@@ -1,4 +1,5 @@
-"""What EXPLORS is compared against, under the same agent and loop (spec ``explors.md`` §B9).
+"""What EXPLORS is compared against, under the same agent and loop
+(the baselines of the authors' code).
 
 * Orig (R̄), ExploB (R̄ + bonus), SelfRS (R̄ + φ, no bonus): subsets of :class:`ShapedReward`.
 * SORS′ (SORS keeping R̄): R̄ + R_sors, R_sors trained by a Bradley–Terry loss on buffered trajectory
@@ -27,7 +28,7 @@ from rollwise.shaping.rollout import Episode, stack
 
 
 def preference_pairs(buffer: list[Episode]) -> list[tuple[int, int]]:
-    """All ordered pairs (i, j) with Ḡ_0(τ_i) > Ḡ_0(τ_j); empty when every return is equal (§B9)."""
+    """All ordered pairs (i, j) with Ḡ_0(τ_i) > Ḡ_0(τ_j); empty when every return is equal."""
     g = [e.extrinsic_return for e in buffer]
     return [(i, j) for i in range(len(g)) for j in range(len(g)) if g[i] > g[j]]
 
@@ -47,7 +48,7 @@ def discounted_visits(episode: Episode, shape: tuple[int, int], gamma: float) ->
 
 
 class TabularSORS:
-    """SORS′ reward table, ascending log σ(R_φ(τ_i) − R_φ(τ_j)) for Ḡ(τ_i) > Ḡ(τ_j) (§B9)."""
+    """SORS′ reward table, ascending log σ(R_φ(τ_i) − R_φ(τ_j)) for Ḡ(τ_i) > Ḡ(τ_j)."""
 
     def __init__(self, n_states: int, n_actions: int, lr: float, n_pairs: int, gamma: float,
                  rng: np.random.Generator):
@@ -130,7 +131,7 @@ def sample_rows(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class TabularLIRPG:
-    """LIRPG′ table: the myopic R_φ of §B4 replaced by Monte-Carlo intrinsic Q estimates (§B9).
+    """LIRPG′ table: the myopic R_φ of the meta-gradient replaced by Monte-Carlo intrinsic Q estimates.
 
     For each buffered (s_i, a_i): roll out τ_a from (s_i, a_i) and τ_b from (s_i, b ~ π_old(·|s_i)) for H
     steps under the current policy; Q̂_φ(s,x) = Σ_t γ^t φ(s_t, a_t) along τ_x. The code applies only the

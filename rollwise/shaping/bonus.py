@@ -1,4 +1,4 @@
-"""The count-based exploration bonus R^explore of EXPLORS (spec ``explors.md`` §B2).
+"""The count-based exploration bonus R^explore of EXPLORS (as the authors' code).
 
 R^explore(s') = λ / sqrt((λ/B)² + N(ψ(s'))), 0 for the absorbing terminal. N(x) counts how often x was
 the *current* state; counts persist across episodes (evaluation rollouts included, as in the code).
@@ -12,7 +12,7 @@ import numpy as np
 
 
 class CountBonus:
-    """Count table over ψ-keys with the §B2 bonus.
+    """Count table over ψ-keys with the bonus of the module docstring.
 
     ``count_first`` selects the order of the two codes: False (tabular code) computes the bonus of s'
     and then counts s; True (neural code) counts s first, so s' already sees this step when ψ(s') = ψ(s).
@@ -23,7 +23,7 @@ class CountBonus:
         self.lam, self.max_bonus, self.count_first = lam, max_bonus, count_first
 
     def value(self, key: int) -> float:
-        """λ / sqrt((λ/B)² + N(key)) (§B2); equals 1/sqrt(1 + N) for λ = B = 1."""
+        """λ / sqrt((λ/B)² + N(key)); equals 1/sqrt(1 + N) for λ = B = 1."""
         return self.lam / math.sqrt((self.lam / self.max_bonus) ** 2 + self.counts[key])
 
     def step(self, key: int, next_key: int, next_terminal: bool) -> float:

@@ -1,4 +1,4 @@
-"""The EXPLORS environments (spec ``explors.md`` §B8): Chain, Room (four rooms) and LineK.
+"""The EXPLORS environments (as the authors' code): Chain, Room (four rooms) and LineK.
 
 All three are ``gymnasium.Env`` subclasses with the usual ``reset(seed=...) -> (obs, info)`` and
 ``step(a) -> (obs, reward, terminated, truncated, info)``. The reward of a step is the sparse extrinsic
@@ -28,7 +28,7 @@ class TabularEnv(gymnasium.Env):
 
     Subclasses fill ``transitions`` (n_states, n_actions) int, ``rewards`` (n_states, n_actions) float,
     ``start``, ``terminal`` and ``horizon``. The episode is truncated after ``horizon`` steps and
-    terminated when it enters ``terminal`` (§B8).
+    terminated when it enters ``terminal``.
     """
 
     transitions: np.ndarray
@@ -64,7 +64,7 @@ class TabularEnv(gymnasium.Env):
         return self.state, reward, terminated, truncated, {}
 
     def count_key(self, obs: int) -> int:
-        """ψ(s) of the exploration bonus (§B2): the identity on tabular states."""
+        """ψ(s) of the exploration bonus: the identity on tabular states."""
         return int(obs)
 
     def is_terminal(self, obs: int) -> bool:
@@ -127,7 +127,7 @@ class RoomEnv(TabularEnv):
     State ``y * size + x`` plus a terminal; actions 0 up, 1 left, 2 down, 3 right. Moves into a wall or
     off the grid stay put. Corner (0, 0): left/down enter the terminal (a trap). At the goal: right stays
     and pays 1, up stays, left goes to (5, 6), down goes to (6, 5) — or, with ``down_quirk``, to cell
-    42 = (0, 6) as the authors' code does (the spec's benchmark uses (6, 5)). Distractor: reward
+    42 = (0, 6) as the authors' code does (our benchmark uses (6, 5)). Distractor: reward
     ``distractor`` for up at (1, 0). Shortest path 10 steps, best return ≈ 16.5.
     """
 
@@ -224,7 +224,7 @@ class LineKEnv(gymnasium.Env):
         return self._obs(), reward, False, truncated, {}
 
     def count_key(self, obs: np.ndarray) -> int:
-        """ψ(s) (§B2): key_status·10 + ⌊x/0.1⌋ (x = 1 in the last bin); key_status = 1 + key index or 0."""
+        """ψ(s): key_status·10 + ⌊x/0.1⌋ (x = 1 in the last bin); key_status = 1 + key index or 0."""
         status = 1 + int(np.argmax(obs[4:])) if obs[1] == 1 else 0
         return status * self.N_BINS + min(int(math.floor(float(obs[0]) / 0.1)), self.N_BINS - 1)
 
@@ -233,7 +233,7 @@ class LineKEnv(gymnasium.Env):
 
 
 def make_env(name: str, **kwargs: Any) -> gymnasium.Env:
-    """``chain`` | ``room`` | ``linek`` with the spec's defaults (keyword arguments override them)."""
+    """``chain`` | ``room`` | ``linek`` with our benchmark's defaults (keyword arguments override them)."""
     envs = {"chain": ChainEnv, "room": RoomEnv, "linek": LineKEnv}
     if name not in envs:
         raise ValueError(f"unknown EXPLORS environment {name!r}; valid: {', '.join(envs)}")

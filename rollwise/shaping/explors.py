@@ -1,4 +1,4 @@
-"""EXPLORS: exploration-guided reward shaping (Devidze et al., NeurIPS 2022; spec ``explors.md`` §B1).
+"""EXPLORS: exploration-guided reward shaping (Devidze et al., NeurIPS 2022).
 
 The agent is trained on R̂(s,a,s') = R̄(s,a) + R^self_φ(s,a) + R^explore(s'): the sparse extrinsic reward,
 a self-supervised intrinsic reward learned by a meta-gradient (:mod:`rollwise.shaping.intrinsic`) and a
@@ -25,9 +25,9 @@ class LearnedReward(Protocol):
 
 
 class ShapedReward:
-    """R̂ = R̄ + [R_φ(s,a) if learned and active] + [R^explore(s') if bonus] (§B1, B11).
+    """R̂ = R̄ + [R_φ(s,a) if learned and active] + [R^explore(s') if bonus].
 
-    ``learned_active`` lets the training loop switch the learned term off during a warm-up (§B3, LineK);
+    ``learned_active`` lets the training loop switch the learned term off during a warm-up (LineK);
     the learned term is still updated while off, as in the code.
     """
 
@@ -49,13 +49,13 @@ class ShapedReward:
 
 
 def make_bonus(env: Any, config: ExplorsConfig) -> CountBonus:
-    """The §B2 bonus over the environment's ψ-keys (states, or LineK's 10·(1 + n_picks) bins)."""
+    """The count bonus over the environment's ψ-keys (states, or LineK's 10·(1 + n_picks) bins)."""
     n_keys = env.n_states if hasattr(env, "n_states") else env.n_count_keys
     return CountBonus(n_keys, config.bonus_lambda, config.bonus_max, config.bonus_count_first)
 
 
 def make_selfrs(env: Any, config: ExplorsConfig) -> LearnedReward:
-    """The learned intrinsic reward: a table for tabular envs, a tanh-MLP for LineK (§B3)."""
+    """The learned intrinsic reward: a table for tabular envs, a tanh-MLP for LineK."""
     if hasattr(env, "n_states"):
         return TabularSelfRS(env.n_states, env.n_actions, config.eta_phi, config.eta_critic, config.phi_clip)
     return NeuralSelfRS(env.obs_dim, env.n_actions, config.hidden, config.eta_phi, config.eta_critic,
@@ -63,5 +63,5 @@ def make_selfrs(env: Any, config: ExplorsConfig) -> LearnedReward:
 
 
 def make_explors(env: Any, config: ExplorsConfig) -> ShapedReward:
-    """EXPLORS = R̄ + R^self_φ + R^explore (§B1)."""
+    """EXPLORS = R̄ + R^self_φ + R^explore."""
     return ShapedReward(env, bonus=make_bonus(env, config), learned=make_selfrs(env, config))

@@ -1,10 +1,12 @@
-"""The self-supervised intrinsic reward R^self_φ and its meta-gradient update (spec ``explors.md`` §B3–B4).
+"""The self-supervised intrinsic reward R^self_φ and its meta-gradient update, as the
+authors' code implements it.
 
-φ ascends the surrogate (§B4)
+φ ascends the surrogate
     L(φ) = Σ_buffer Σ_t π_old(a_t|s_t)·(Ḡ_t − V̄(s_t))·[R_φ(s_t,a_t) − Σ_b π_old(b|s_t)·R_φ(s_t,b)],
 everything but R_φ held constant. Ḡ is the extrinsic return-to-go and V̄ a critic of it, updated right
 after φ on the same buffer. Tabular: closed form, summed over the buffer without averaging
-(``update_SelfRS`` of the tabular code). Neural: one Adam step per buffered episode on −mean_t(·) with the
+(``update_SelfRS`` of the tabular code). That this is a one-step meta-gradient (with a myopic
+Q_φ ≈ R_φ, dropping a state-visitation factor) is our derivation, not the paper's. Neural: one Adam step per buffered episode on −mean_t(·) with the
 raw tanh output (no 0.1 scale), then one smooth-L1 critic step.
 """
 
@@ -22,7 +24,7 @@ from rollwise.shaping.rollout import Episode, stack
 
 def selfrs_gradient(states: np.ndarray, actions: np.ndarray, probs: np.ndarray, advantages: np.ndarray,
                     n_states: int) -> np.ndarray:
-    """∂L/∂φ of the §B4 surrogate for a table φ: Σ π(a_t|s_t)·A_t·(e_{a_t} − π(·|s_t)) scattered into (S, A).
+    """∂L/∂φ of the surrogate (module docstring) for a table φ: Σ π(a_t|s_t)·A_t·(e_{a_t} − π(·|s_t)) scattered into (S, A).
 
     ``states``, ``actions``, ``advantages``: (N,); ``probs``: (N, A), π_old at rollout time.
     """
@@ -34,7 +36,7 @@ def selfrs_gradient(states: np.ndarray, actions: np.ndarray, probs: np.ndarray, 
 
 
 class TabularCritic:
-    """V̄[s] += η_c·Σ_samples(Ḡ_t − V̄[s_t])·1[s_t = s] / (#samples) (§B4)."""
+    """V̄[s] += η_c·Σ_samples(Ḡ_t − V̄[s_t])·1[s_t = s] / (#samples)."""
 
     def __init__(self, n_states: int, lr: float = 0.01):
         self.v = np.zeros(n_states)
@@ -49,7 +51,7 @@ class TabularCritic:
 
 
 class TabularSelfRS:
-    """R^self_φ(s, a) = φ[s, a], φ = 0 at start; meta-gradient update of §B4 (tabular closed form)."""
+    """R^self_φ(s, a) = φ[s, a], φ = 0 at start; meta-gradient update of the meta-gradient (tabular closed form)."""
 
     def __init__(self, n_states: int, n_actions: int, lr: float = 0.01, critic_lr: float = 0.01,
                  clip: float | None = None):
@@ -61,7 +63,7 @@ class TabularSelfRS:
         return float(self.phi[obs, action])
 
     def update(self, buffer: list[Episode], agent: Any = None) -> None:
-        """φ += η_φ·Σ_buffer π_old(a|s)(Ḡ − V̄(s))(e_a − π_old(·|s)); then the critic (§B4)."""
+        """φ += η_φ·Σ_buffer π_old(a|s)(Ḡ − V̄(s))(e_a − π_old(·|s)); then the critic."""
         del agent
         states, actions, probs, returns = stack(buffer)
         advantages = returns - self.critic(states)
@@ -72,7 +74,7 @@ class TabularSelfRS:
 
 
 class NeuralCritic:
-    """MLP critic of the extrinsic return: smooth-L1 regression to Ḡ, Adam, one step per episode (§B4)."""
+    """MLP critic of the extrinsic return: smooth-L1 regression to Ḡ, Adam, one step per episode."""
 
     def __init__(self, obs_dim: int, hidden: int = 256, lr: float = 5e-3):
         self.net = mlp(obs_dim, 1, hidden)
@@ -91,14 +93,14 @@ class NeuralCritic:
 
 def selfrs_surrogate(out: torch.Tensor, actions: torch.Tensor, probs: torch.Tensor,
                      advantages: torch.Tensor) -> torch.Tensor:
-    """Per-sample §B4 bracket π(a|s)·A·[R(s,a) − Σ_b π(b|s) R(s,b)]. ``out``, ``probs``: (T, A) -> (T,)."""
+    """Per-sample bracket of the surrogate: π(a|s)·A·[R(s,a) − Σ_b π(b|s) R(s,b)]. ``out``, ``probs``: (T, A) -> (T,)."""
     chosen = out.gather(1, actions.view(-1, 1)).squeeze(1)
     baseline = (probs * out).sum(1)
     return probs.gather(1, actions.view(-1, 1)).squeeze(1) * advantages * (chosen - baseline)
 
 
 class NeuralSelfRS:
-    """R^self = scale·tanh-MLP(s)[a] (§B3); Adam step per buffered episode on −mean_t(surrogate) (§B4)."""
+    """R^self = scale·tanh-MLP(s)[a]; Adam step per buffered episode on −mean_t(surrogate)."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: int = 256, lr: float = 1e-3,
                  critic_lr: float = 5e-3, scale: float = 0.1):

@@ -1,6 +1,6 @@
 """``rollwise repro explors``: learning curves of EXPLORS and its baselines on Chain and Room (+ LineK).
 
-Full mode (spec ``explors.md`` §C1): Chain 6000 episodes x 3 seeds and Room 10 000 episodes x 2 seeds for
+Full mode (our CPU benchmark): Chain 6000 episodes x 3 seeds and Room 10 000 episodes x 2 seeds for
 all six methods, plus a short LineK run (the paper's 50 001 neural episodes do not fit a CPU budget).
 ``--quick`` (CI): Chain, 6000 episodes, one seed, five methods (no LIRPG′, no Room/LineK).
 Runs are independent and seeded, so they are spread over worker processes without changing any number.
@@ -20,7 +20,7 @@ from rollwise.report import ReproReport, bar_plot, line_plot
 from rollwise.shaping.config import LABELS, ExplorsConfig
 from rollwise.shaping.training import Curve, run_method
 
-#: Pilot numbers of spec §B10 (the paper gives only qualitative curves); used in the "paper" column.
+#: Numbers of our pilot re-implementation (the paper gives only qualitative curves); used in the "paper" column.
 PILOT = {
     ("chain", "orig"): "0.0 (8/8 seeds fail)", ("chain", "explob"): "<=0.14 (8/8 fail)",
     ("chain", "selfrs"): "13.2 in 1/8 seeds, else ~0", ("chain", "explors"): "13.0-14.0 (8/8)",
@@ -53,7 +53,7 @@ class Experiment:
 
 
 def experiments(quick: bool, seeds: list[int] | None) -> list[Experiment]:
-    """The fixed benchmark (§C1 seed lists; ``seeds`` overrides them for every block)."""
+    """The fixed benchmark (our seed lists; ``seeds`` overrides them for every block)."""
     if quick:
         return [Experiment("chain", 6000, tuple(seeds or (0,)), ("orig", "explob", "selfrs", "explors", "sors"))]
     all_methods = ("orig", "explob", "selfrs", "explors", "sors", "lirpg")
@@ -135,7 +135,7 @@ def run(quick: bool = False, out_dir: str | Path = "runs/repro-explors", seeds: 
 
 
 def add_acceptance(report: ReproReport, results: dict[tuple[str, str], list[Curve]], quick: bool) -> None:
-    """Rows A-EX-1..3 of spec §C1 (A-EX-4 is the unit-test suite ``tests/shaping``)."""
+    """Acceptance rows A-EX-1..3 (docs/explors.md; A-EX-4 is the unit-test suite ``tests/shaping``)."""
     ex = [c.final() for c in results[("chain", "explors")]]
     orig = [c.final() for c in results[("chain", "orig")]]
     n = len(ex)
@@ -180,7 +180,7 @@ def final_table(results: dict[tuple[str, str], list[Curve]], exps: list[Experime
                          "mean": float(np.mean(finals)),
                          "first eval >= 5 (episode)": ", ".join("-" if x is None else str(x) for x in cross),
                          "train eps with return > 0": ", ".join(str(c.successes) for c in cs),
-                         "pilot (spec B10)": PILOT.get((e.env, m), ""),
+                         "pilot (ours)": PILOT.get((e.env, m), ""),
                          "s per run": float(np.mean([c.seconds for c in cs]))})
     return rows
 
@@ -200,10 +200,10 @@ def qualitative_table(results: dict[tuple[str, str], list[Curve]], exps: list[Ex
 def notes(exps: list[Experiment], workers: int) -> list[str]:
     out = [
         "Metric: mean discounted extrinsic return of 5 evaluation rollouts every 100 episodes; final = mean "
-        "of the last 5 evaluations (spec C1). Max return: Chain ~14.9, Room ~16.5.",
+        "of the last 5 evaluations. Max return: Chain ~14.9, Room ~16.5.",
         "The paper's full text was unavailable; its results are qualitative. The 'paper' column quotes the "
-        "spec's pilot re-implementation (B10), not the paper.",
-        "Room uses (6, 5) for down-from-goal as the spec's benchmark says (the authors' code sends it to cell 42).",
+        "numbers of our pilot re-implementation, not the paper's.",
+        "Room uses (6, 5) for down-from-goal, our benchmark's choice (the authors' code sends it to cell 42).",
         f"Runs were spread over {workers} worker process(es); each run is seeded on its own, so numbers do not "
         "depend on the worker count.",
     ]

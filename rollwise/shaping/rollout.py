@@ -1,4 +1,4 @@
-"""Episodes and rollouts on the shaped reward (spec ``explors.md`` §B6, ``utils.generate_sampled_data``).
+"""Episodes and rollouts on the shaped reward (the authors' ``utils.generate_sampled_data``).
 
 One :class:`Episode` stores what every update needs: states, actions, the extrinsic reward R̄ and the
 shaped reward R̂ of each step, π(·|s_t) at rollout time, and both returns-to-go, Ḡ_t (extrinsic) and
@@ -37,7 +37,7 @@ class Episode:
 
     @property
     def extrinsic_return(self) -> float:
-        """Ḡ_0 = Σ_t γ^t R̄_t, the evaluation metric (§B6)."""
+        """Ḡ_0 = Σ_t γ^t R̄_t, the evaluation metric."""
         return float(self.returns[0]) if len(self.returns) else 0.0
 
 
@@ -55,7 +55,7 @@ class Shaper(Protocol):
 
 def rollout(env: Any, agent: Agent, shaper: Shaper, rng: np.random.Generator, gamma: float,
             explore: bool = True) -> Episode:
-    """Roll out one episode with the agent's current policy on the shaped reward (B11 pseudocode)."""
+    """Roll out one episode with the agent's current policy on the shaped reward ."""
     obs, _ = env.reset()
     states, actions, rewards, shaped, probs, next_states = [], [], [], [], [], []
     while True:

@@ -1,4 +1,4 @@
-"""The training schedule shared by EXPLORS and every baseline (spec ``explors.md`` §B6).
+"""The training schedule shared by EXPLORS and every baseline (as the authors' code).
 
 ```
 for episode i:
@@ -42,12 +42,12 @@ class Curve:
     successes: int = 0  # training episodes with a positive extrinsic return (the code's "goal visits")
 
     def final(self, window: int = 5) -> float:
-        """Mean of the last ``window`` evaluations (§C1's "final")."""
+        """Mean of the last ``window`` evaluations (our benchmark's "final")."""
         return float(np.mean(self.returns[-window:])) if self.returns else float("nan")
 
 
 def make_agent(env: Any, config: ExplorsConfig) -> TabularReinforce | TabularQLearning | NeuralReinforce:
-    """Tabular REINFORCE (or Q-learning) for tabular envs, the MLP REINFORCE for LineK (§B5)."""
+    """Tabular REINFORCE (or Q-learning) for tabular envs, the MLP REINFORCE for LineK."""
     if hasattr(env, "n_states") and config.agent == "q_learning":
         return TabularQLearning(env.n_states, env.n_actions, config.q_alpha, config.q_epsilon, config.gamma)
     if hasattr(env, "n_states"):
@@ -56,7 +56,7 @@ def make_agent(env: Any, config: ExplorsConfig) -> TabularReinforce | TabularQLe
 
 
 def evaluate(env: Any, agent: Any, shaper: ShapedReward, rng: np.random.Generator, config: ExplorsConfig) -> float:
-    """Mean Ḡ_0 over ``eval_episodes`` rollouts of the current (non-exploring) policy (§B6).
+    """Mean Ḡ_0 over ``eval_episodes`` rollouts of the current (non-exploring) policy.
 
     As in the code the rollouts go through the shaped reward, so they update the bonus counts unless
     ``config.eval_counts`` is False.
@@ -73,7 +73,7 @@ def evaluate(env: Any, agent: Any, shaper: ShapedReward, rng: np.random.Generato
 
 def train(env: Any, agent: Any, shaper: ShapedReward, config: ExplorsConfig, rng: np.random.Generator,
           curve: Curve, progress: Any = None) -> Curve:
-    """Run the §B6 schedule, filling ``curve`` with the evaluations; returns it."""
+    """Run the schedule of the module docstring, filling ``curve`` with the evaluations; returns it."""
     buffer: deque[Episode] = deque(maxlen=config.buffer_size)
     t0 = time.perf_counter()
     for i in range(config.episodes):
