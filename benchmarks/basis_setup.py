@@ -20,12 +20,12 @@ class Setting:
     """The task and warm start shared by the benchmarks (see docs/basis.md for why these values)."""
 
     max_operand: int = 99  # ADD-3's operand range; 999 needs far more SFT than this CPU allows (docs)
-    n_train: int = 4096  # RL training prompts (spec 5.2)
-    n_test: int = 512  # held-out prompts (spec 5.2)
+    n_train: int = 4096  # RL training prompts (our plan)
+    n_test: int = 512  # held-out prompts (our plan)
     sft_steps: int = 800  # SFT steps of pi_0 (exact test accuracy 0.336, E[V(1-V)] 0.19)
     sft_lr: float = 2e-3  # SFT Adam learning rate
     sft_batch: int = 128  # SFT batch size
-    max_new_tokens: int = 6  # spec 5.1: >= len(answer) + EOS
+    max_new_tokens: int = 6  # >= len(answer) + EOS
     task: str = "add3"  # add3 (the fields above), or a reasoning testbed of testbed_setup.TESTBEDS (its base)
 
     def overrides(self) -> list[str]:

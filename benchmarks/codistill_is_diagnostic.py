@@ -6,7 +6,7 @@ A post-hoc diagnostic of a miss, not a pre-registered comparison. It starts from
 v2 warm starts (same seeds, so the same warm starts) and trains CoDistill (alpha = 1) with three large-model
 updates, each on its own trajectory:
 
-    truncated    the spec's fallback: weight min(w, c) times A^ times grad log pi_theta (v2)
+    truncated    our fallback (not in the paper): weight min(w, c) times A^ times grad log pi_theta (v2)
     ppo_clip     the paper's: PPO-clip on w = pi_theta / pi_phi_old (v3 Part 2)
     ppo_dual     ppo_clip with dual-clip c = 3 (Ye et al. 2020; verl's ``clip_ratio_c`` default), which caps the
                  weight of a negative-advantage token at 3

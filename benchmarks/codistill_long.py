@@ -4,7 +4,7 @@
     rollwise bench codistill-long [--quick] [--seeds 0,1,2] [--steps 6] [--tokens 128,256] [--large-layers 4,2]
 
 ``decode_vs_score`` predicts, from timed phases, that CoDistill's step becomes cheaper than GRPO-large's once
-decoding dominates (about 256 new tokens with the spec's 4-layer large model). This measures it with the
+decoding dominates (about 256 new tokens with the 4-layer large model of our first plan). This measures it with the
 trainers themselves: ``Trainer.train_step`` of GRPO-large (G = 8 own rollouts per prompt) against
 ``Trainer.train_step`` with CoDistill's stages with alpha = 1 (M = 16 small-model rollouts, every one scored by the large model,
 downsampled to G = 8, both updates), the benchmark ``codistill``'s configuration otherwise (16 prompts per step,
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = bench_parser("rollwise bench codistill-long", quick="1 seed, T=8, 2 layers, 3 steps (a smoke run)")
     ap.add_argument("--steps", type=int, default=6, help="steps per trainer and cell (the first is a warm-up)")
     ap.add_argument("--tokens", default="256,128", help="response lengths T")
-    ap.add_argument("--large-layers", default="4,2", help="large model layers (d=128; 4 = spec 2.1, 2 = v2)")
+    ap.add_argument("--large-layers", default="4,2", help="large model layers (d=128; 4 = our first plan, 2 = v2)")
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--out", default="runs/bench-codistill-long")
     ap.add_argument("--results", default=str(RESULTS))

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, publish  # noqa: E402
 
 #: name -> TinyModelConfig fields. small: the CoDistill small model (the ``codistill`` preset / benchmark);
-#: large_v2: CoDistill v2's large model (library default size); large_spec: the spec's large (4 layers);
+#: large_v2: CoDistill v2's large model (library default size); large_spec: the 4-layer large model of our first plan;
 #: large_10x: about 10x the default's parameters.
 MODELS: dict[str, dict[str, int]] = {
     "small": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
@@ -70,7 +70,7 @@ def cost_model(gen_l_g: float, score_l_g: float, update_l_g: float, score_l_m: f
 
     step      GRPO-large: gen_L(G) + score_L(G) + update_L(G);
               CoDistill:  gen_S(M) + score_S(M) + score_L(M) + update_S(G) + update_L(G)
-    pipeline  spec 2.2, the large model's update pipeline: gen_L(G) + update_L(G) against
+    pipeline  the large model's update pipeline (our acceptance item): gen_L(G) + update_L(G) against
               gen_S(M) + score_L(M) + update_L(G)
     large     the large model's own compute (docs/codistill.md ``large``): GRPO's whole step against
               score_L(M) + update_L(G)
@@ -282,7 +282,7 @@ def report(args, names, tokens, reps, params, measured, seconds: float, _plen: i
         "Saving = 1 - CoDistill / GRPO-large.", "",
         "- step: GRPO-large = gen_L(G) + score_L(G) + update_L(G); CoDistill = gen_S(M) + score_S(M) + score_L(M)"
         " + update_S(G) + update_L(G)",
-        "- pipeline (spec 2.2): gen_L(G) + update_L(G) vs gen_S(M) + score_L(M) + update_L(G)",
+        "- pipeline (the large model's update pipeline): gen_L(G) + update_L(G) vs gen_S(M) + score_L(M) + update_L(G)",
         "- large-only (docs `large`): GRPO-large's step vs score_L(M) + update_L(G)", "",
         "Not modelled: rewards, downsampling, weight sync, and the scoring of distinct rollouts only (which cuts",
         "score_L(M) when the small model repeats itself).", "",

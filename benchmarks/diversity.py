@@ -1,4 +1,4 @@
-"""Diversity among correct answers: GRPO vs UCPO (ucpo.md 3.2) on MakeN and on the tabular bandit.
+"""Diversity among correct answers: GRPO vs UCPO (our CPU tests, docs/ucpo.md) on MakeN and on the tabular bandit.
 
     rollwise bench diversity [--quick] [--seeds 0,1,2] [--steps N] [--threads 1]
 
@@ -6,8 +6,8 @@ For each seed: one skewed SFT warm start on MakeN (the same for every method), t
 (tau 0.2 and 0.5) trained for the same steps from it. On the held-out targets, with 64 samples per target at
 temperature 1: unbiased pass@1/4/16/64, distinct-correct@64, the equation-level distinct ratio, and the exact
 normalised entropy of the policy over the full correct set C(N) (every correct string scored). Curves over
-training and the per-step H(q) of the training groups are plotted. The tabular bandit check of ucpo.md 3.2
-runs first (seconds). Writes benchmarks/results/diversity.{json,md} and PNG plots next to them.
+training and the per-step H(q) of the training groups are plotted. The tabular bandit check
+(``diversity_bandit.py``) runs first (seconds). Writes benchmarks/results/diversity.{json,md} and PNG plots next to them.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def _mean(xs: list[float]) -> float:
 
 def summarise(seeds: dict[int, dict[str, Any]], final: str = "final"
               ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Mean final metrics per method, and the acceptance rows (ucpo.md 3.2) with per-seed sign counts.
+    """Mean final metrics per method, and our acceptance rows (docs/ucpo.md) with per-seed sign
+    counts.
 
     ``final`` picks the evaluation: ``"final"`` (held-out targets) or ``"final_train_targets"``."""
     methods = list(next(iter(seeds.values()))["methods"])
@@ -230,7 +231,7 @@ def bandit_section(seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any
     pilot = {"GRPO": (0.98, 0.05, 2.0), "UCPO tau=0.2": (0.98, 0.09, 2.7), "UCPO tau=0.5": (0.95, 0.24, 4.5),
              "UCPO tau=1": (0.87, 0.61, 8.8)}
     rows = [{"method": m, "accuracy": v["accuracy"], "H_norm": v["h_norm"], "distinct-64": v["distinct"],
-             "spec pilot (acc / H_norm / distinct)": " / ".join(f"{x:g}" for x in pilot[m])} for m, v in means.items()]
+             "our pilot (acc / H_norm / distinct)": " / ".join(f"{x:g}" for x in pilot[m])} for m, v in means.items()]
     g, u = means["GRPO"], means["UCPO tau=0.5"]
     checks = [f"UCPO tau=0.5 accuracy {u['accuracy']:.3f} >= 0.92: {u['accuracy'] >= 0.92}",
               f"H_norm {u['h_norm']:.3f} >= GRPO {g['h_norm']:.3f} + 0.1: {u['h_norm'] >= g['h_norm'] + 0.1}",
@@ -328,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_tr = {k: _mean([s["warm_start_train_targets"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
     table_tr = [{"method": "warm start (SFT)", **warm_tr}] + [{"method": m, **v} for m, v in means_tr.items()]
     md = [
-        "# Diversity among correct answers: GRPO vs UCPO (ucpo.md 3.2)", "",
+        "# Diversity among correct answers: GRPO vs UCPO", "",
         f"Command: `{command}`  ", f"Seeds {seeds}; {steps} RL steps per method; warm start {sft_steps} SFT steps; "
         f"RL lr {args.lr:g}; wall {wall / 60:.1f} min on a shared 2-core CPU (contended by other jobs, so times are "
         "inflated several-fold).", "",
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "exact_pass@1 = mean pi(C|x); equation_ratio = distinct canonical forms / correct samples; "
         "mean_Hq_norm_train = mean over steps of H(q)/log|S| in training groups with |S| >= 2, q from per-token mean "
         "log-probs as in the authors' logs; mean_Hq_norm_seq_train the same with sequence log-probs):", "",
-        markdown_table(table), "", "### Acceptance (ucpo.md 3.2; seeds = seeds where the comparison holds)", "",
+        markdown_table(table), "", "### Acceptance (our targets, docs/ucpo.md; seeds = seeds where the comparison holds)", "",
         markdown_table(acceptance), "",
         "### Secondary: the same metrics on the training targets (in-distribution), final step", "",
         markdown_table(table_tr), "", markdown_table(acceptance_tr), "", "### Paper (not comparable in scale: 1.5B/7B models, AIME24 etc.)", "",

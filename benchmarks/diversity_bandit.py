@@ -1,4 +1,4 @@
-"""The tabular bandit check of ucpo.md 3.2: GRPO vs UCPO-iq on one prompt with an enumerable correct set.
+"""Our tabular bandit check of UCPO: GRPO vs UCPO-iq on one prompt with an enumerable correct set.
 
 One prompt, a softmax over K = 60 arms of which C = 15 are correct, initial logits ~ N(0, 1). Each step
 draws 16 groups of G = 8 arms, computes advantages with the library's estimators (the sequence score of an

@@ -1,4 +1,4 @@
-"""Policy optimisation on ADD-3: BASIS (n=1) against REINFORCE++, RLOO, GRPO and Dr.GRPO (specs/basis.md 5.4).
+"""Policy optimisation on ADD-3: BASIS (n=1) against REINFORCE++, RLOO, GRPO and Dr.GRPO (our CPU protocol, docs/basis.md).
 
     rollwise bench policy [--quick] [--seeds 0,1,2] [--steps 300] [--prompts 64]
 

@@ -7,9 +7,9 @@ Two parts, both written to ``benchmarks/results/quantized_rollout.{json,md}`` wi
 2. Training comparison: the trainer stays fp32; rollouts come from the fp32 policy (reference) or from a
    fake-quantized copy (re-quantized after every step) with no correction, token-TIS, Seq-MIS or AIS.
    Reported per arm and seed: final exact accuracy V(x) = pi(answer | x) of the fp32 policy on the training
-   pool (and the test pool), ESS / mismatch / lambda / entropy curves, and spec 5.4's acceptance items (a)-(d).
+   pool (and the test pool), ESS / mismatch / lambda / entropy curves, and our acceptance items (a)-(d) (docs/ais.md).
 
-The design (docs/ais.md) follows spec 5.4: task ``reverse`` with op sort, 16 letters over ``abcdefgh`` to write
+The design is ours (docs/ais.md; the paper's experiments are GPU-scale FP8 RL): task ``reverse`` with op sort, 16 letters over ``abcdefgh`` to write
 in sorted order, rewarded only if the whole 17-token response (with EOS) is exact (vocabulary 99), a short warm
 start that leaves the exact-match rate near 10-20%, int4 rollouts. The first design (add3, int3) is in
 docs/history/ais.md; its results are ``results/quantized_rollout_v1.*`` and its code is in git.
@@ -75,7 +75,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--eval-prompts", type=int, default=128, help="held-out prompts per evaluation")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
     p.add_argument("--ais-params", default="{}", help='JSON merged into the AIS arm\'s correction_params, e.g. '
-                   '\'{"affordability": "flipped"}\' (ablations of the [INFERRED] choices)')
+                   '\'{"affordability": "flipped"}\' (ablations of the reconstructed choices)')
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--speed-reps", type=int, default=3, help="timed repetitions per side in the speed test")
     p.add_argument("--skip-speed", action="store_true", help="skip the rollout-speed part")
@@ -341,7 +341,7 @@ def summarise(all_runs: dict[str, dict[int, list[dict[str, Any]]]], out: Path, s
 
 def per_seed(all_runs: dict[str, dict[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
     """One row per (arm, seed): final accuracy, first/last-10-step means of ESS, mean |delta|, entropy and AIS
-    lambda, the minimum ESS, the largest grad norm, and the correlations of spec 5.4 (b) over steps."""
+    lambda, the minimum ESS, the largest grad norm, and the correlations of acceptance item (b) over steps."""
     rows = []
     for arm, by_seed in all_runs.items():
         for s, r in by_seed.items():

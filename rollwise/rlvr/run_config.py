@@ -115,7 +115,7 @@ class RunSection:
     report: bool = True  # write the Markdown report with plots at the end
 
 
-# ---- CoDistill-GRPO (docs/codistill.md, specs/codistill.md) -------------------------------------------------
+# ---- CoDistill-GRPO (docs/codistill.md) -------------------------------------------------------------------
 @dataclass
 class CoDistillSection:
     enabled: bool = False  # train a large model alongside on the small (= model.*) model's rollouts
