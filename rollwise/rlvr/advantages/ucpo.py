@@ -207,10 +207,13 @@ def _check(name: str, tau: float, alpha: float, q_floor: float | None = None) ->
 
 @dataclass(frozen=True)
 class SurprisalParams:
-    """The parameters UCPO and Div-GRPO share; each adds ``tau`` and ``length_norm`` with its own default."""
+    """The parameters UCPO and Div-GRPO share; each subclass gives ``tau`` and ``length_norm`` its own default and
+    help (re-declared fields keep their place, so every estimator lists tau, alpha, length_norm, eps first)."""
 
+    tau: float = 0.0
     alpha: float = field(default=0.0, metadata={"help": "sharpening of rare incorrect responses (0 = none, the "
                                                         "UCPO paper's setting)"})
+    length_norm: bool = False
     eps: float = field(default=1e-6, metadata={"help": "added to the group std (UCPO authors 1e-8; grpo here 1e-6)"})
 
 
