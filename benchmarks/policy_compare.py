@@ -38,6 +38,21 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "Dr.GRPO (n=8)": ("dr_grpo", []),
 }
 BASIS, RPP, GRPO = "BASIS (n=1)", "REINFORCE++ (n=1)", "GRPO (n=8)"
+REQUIRED = (RPP, BASIS, GRPO)  # the targets compare these three
+
+
+def chosen_methods(spec: str | None) -> list[str]:
+    """Method names of ``--methods`` (comma-separated presets; None: all five). The three the targets name are
+    always run."""
+    if spec is None:
+        return list(METHODS)
+    by_preset = {preset: name for name, (preset, _) in METHODS.items()}
+    wanted = [p.strip() for p in spec.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in by_preset]
+    if unknown:
+        raise SystemExit(f"--methods: {', '.join(unknown)} not known; valid choices: {', '.join(by_preset)}")
+    names = {by_preset[p] for p in wanted} | set(REQUIRED)
+    return [n for n in METHODS if n in names]
 
 
 def method_steps(name: str, args) -> int:
@@ -54,7 +69,8 @@ def build_trainers(setting: Setting, seed: int, args, policy0, tokenizer, task, 
     from rollwise.rlvr.trainer import Trainer
 
     out = {}
-    for name, (preset, extra) in METHODS.items():
+    for name in args.methods:
+        preset, extra = METHODS[name]
         own = [f"algorithm.estimator_params.{kv}" for kv in args.basis_set or []] if name == BASIS else []
         cfg = config(setting, preset, [f"train.seed={seed}", f"train.steps={method_steps(name, args)}",
                                        f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}",
@@ -132,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", help="extra config override for every method")
     ap.add_argument("--basis-set", action="append", metavar="KEY=VALUE",
                     help="BASIS estimator parameter, e.g. offline_subset=0.25 (repeatable)")
+    ap.add_argument("--methods", default=None, help="comma-separated subset of reinforce_pp,basis,rloo,grpo,dr_grpo "
+                    "(default all; the first, second and fourth always run)")
     ap.add_argument("--name", default=None, help="results file name")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
+    methods_arg = args.methods
+    args.methods = chosen_methods(args.methods)
     task_defaults(args, "policy_compare")
     if args.quick:
         args.seeds, args.steps, args.prompts, args.eval_every = "0", 30, 32, 10
@@ -148,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     t_start = time.perf_counter()
     policy0, tokenizer, task = initial_policy(setting)
+    args.n_eval = min(len(task.examples("test")), config(setting, "basis").train.eval_prompts)
     basis_state = offline_stage(setting, args, policy0, tokenizer, task)
     runs = {}
     raw = Path("runs/bench-policy") / f"{args.name}-raw.json"
@@ -156,17 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         runs[seed] = run_seed(setting, seed, args, policy0, tokenizer, task, basis_state)
         raw.write_text(json.dumps({str(k): v for k, v in runs.items()}))  # kept if a later seed fails
     seconds = time.perf_counter() - t_start
-    payload, md = summarise(runs, seeds, args, setting, basis_state["offline"], seconds)
-    plots(runs, Path(args.out), args.name)
+    payload, md = summarise(runs, seeds, args, setting, basis_state["offline"], seconds, methods_arg)
+    plots(runs, Path(args.out), args.name, args.methods, args.task)
     publish(args.name, payload, md, Path(args.out))
     return 0
 
 
-def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
+def summarise(runs, seeds, args, setting, offline, seconds, methods_arg: str | None = None) -> tuple[dict, str]:
     from rollwise.report import markdown_table
 
     rows, per_seed, checks = [], [], []
-    for name in METHODS:
+    for name in args.methods:
         finals = [at_step(runs[s][name], args.steps) for s in seeds]
         walls = [runs[s][name]["wall"][-1] for s in seeds]
         step_t = [statistics.median(runs[s][name]["step_time"]) for s in seeds]
@@ -186,7 +207,7 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
         grpo_wall = r[GRPO]["wall"][-1]
         step_ratio = statistics.median(r[BASIS]["step_time"]) / statistics.median(r[GRPO]["step_time"])
         b_eq, r_eq = at_step(r[BASIS], args.steps), at_step(r[RPP], args.steps)
-        per_seed.append({"seed": s, "pi_0": f"{acc0:.4f}", **{n: f"{at_step(r[n], args.steps):.4f}" for n in METHODS}})
+        per_seed.append({"seed": s, "pi_0": f"{acc0:.4f}", **{n: f"{at_step(r[n], args.steps):.4f}" for n in args.methods}})
         checks.append({
             "seed": s, "BASIS >= RPP (equal steps)": bool(b_eq >= r_eq), "BASIS - RPP": f"{b_eq - r_eq:+.4f}",
             "GRPO-8 gain": f"{gain:.4f}",
@@ -207,15 +228,19 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
         (f" --eval-every {args.eval_every}" if not args.quick and args.eval_every != 20 else "") + \
         (f" --lr {args.lr:g}" if args.lr != (1e-4 if args.task == "add3" else testbed_lr(args.task)) else "") + \
         "".join(f" --set {s}" for s in args.set or []) + "".join(f" --basis-set {s}" for s in args.basis_set or []) + \
+        (f" --methods {methods_arg}" if methods_arg else "") + \
         (f" --name {args.name}" if not args.name.startswith("policy_compare") else "")
+    task_title = "ADD-3" if args.task == "add3" else f"the {args.task} testbed"
+    setting_line = (f"ADD-3 operands in [0, {setting.max_operand}], pi_0 = tiny model after {setting.sft_steps} SFT steps"
+                    if args.task == "add3" else f"pi_0 = the `{args.task}` base (rollwise base build {args.task})")
     md = [
-        "# Policy optimisation on ADD-3: BASIS vs REINFORCE++, RLOO, GRPO, Dr.GRPO", "",
+        f"# Policy optimisation on {task_title}: BASIS vs {', '.join(m.split(' ')[0] for m in args.methods if m != BASIS)}", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min in all on a shared 2-core CPU, {args.threads} torch thread; "
         "wall-clock is inflated by other users' jobs and only comparable inside this run).", "",
-        f"ADD-3 operands in [0, {setting.max_operand}], pi_0 = tiny model after {setting.sft_steps} SFT steps; "
+        f"{setting_line}; "
         f"{args.steps} steps of {args.prompts} prompts (single-rollout methods: {max(args.n1_steps, args.steps)} "
         f"steps), AdamW lr {args.lr:g}, PPO-clip 0.2, one epoch, no KL; "
-        f"seeds {args.seeds}. Accuracy = exact expected accuracy on {setting.n_test} held-out prompts.",
+        f"seeds {args.seeds}. Accuracy = exact expected accuracy on {args.n_eval} held-out prompts.",
         f"BASIS offline stage (counted in its wall-clock and rollouts): {int(offline['rollouts'])} rollouts in "
         f"{offline['seconds']:.0f} s.", "",
         "## Summary (mean over seeds)", "", markdown_table(rows), "",
@@ -232,19 +257,19 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
     return payload, "\n".join(md)
 
 
-def plots(runs, out: Path, name: str) -> None:
+def plots(runs, out: Path, name: str, methods: list[str], task: str) -> None:
     from rollwise.report import line_plot
 
     seeds = list(runs)
     for key, label in (("step", "training step"), ("wall", "wall-clock (s, shared CPU)"),
                        ("rollouts", "rollouts generated (BASIS offline included)")):
         series = {}
-        for method in METHODS:
+        for method in methods:
             xs = np.mean([runs[s][method][key] for s in seeds], axis=0)
             ys = np.mean([runs[s][method]["acc"] for s in seeds], axis=0)
             series[method] = (xs.tolist(), ys.tolist())
         line_plot(out / f"{name}_{'steps' if key == 'step' else key}.png", series, label,
-                  "exact expected test accuracy", title=f"ADD-3, mean over {len(seeds)} seed(s)")
+                  "exact expected test accuracy", title=f"{'ADD-3' if task == 'add3' else task}, mean over {len(seeds)} seed(s)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -128,7 +129,7 @@ def cached_measure(name: str, args) -> dict[str, Any]:
 
     from rollwise.rlvr.base_models import get_spec
 
-    tb = testbed(name)
+    tb = rl_setting(name, args)
     key = f"{name}-{get_spec(tb.base).key()}-lr{tb.lr:g}-b{tb.prompts}-p{args.prompts}-a{args.answer_prompts}-" \
           f"g{args.group}-c{'_'.join(map(str, args.checkpoints))}-s{args.seed}"
     path = Path(args.cache) / f"{key}.json"
@@ -140,8 +141,14 @@ def cached_measure(name: str, args) -> dict[str, Any]:
     return json.loads(path.read_text())  # the same types (string keys) as a cached row
 
 
-def measure(name: str, args) -> dict[str, Any]:
+def rl_setting(name: str, args) -> TestbedRL:
+    """The testbed's registered RL setting, with ``--lr`` in place of its learning rate when given."""
     tb = testbed(name)
+    return dataclasses.replace(tb, lr=args.lr) if args.lr else tb
+
+
+def measure(name: str, args) -> dict[str, Any]:
+    tb = rl_setting(name, args)
     policy0, tokenizer, task, build = load_base(tb, args.root)
     examples = task.examples("train")[: args.prompts]
     cfg = rl_config(tb, tb.preset)
@@ -230,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--answer-prompts", type=int, default=64, help="countdown prompts for the answer distribution")
     ap.add_argument("--group", type=int, default=8, help="samples per prompt for lengths and mixed groups")
     ap.add_argument("--checkpoints", default="100,300", help="RL steps at which corr(V_0, V_t) is measured")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate of the stability run (default: the testbed's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--root", default="runs/base", help="base model cache")

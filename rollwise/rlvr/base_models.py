@@ -54,14 +54,16 @@ class BaseSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-_TESTBED_MODEL = TinyModelConfig(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768,
+_TESTBED_MODEL = TinyModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384,
                                  max_positions=128, arch="qwen2")
 _CI_MODEL = TinyModelConfig(hidden_size=48, num_layers=2, num_heads=4, intermediate_size=96, max_positions=128)
 
 #: the registered bases (docs/testbed.md says why these sizes)
 BASES: dict[str, BaseSpec] = {
-    "column-arith": BaseSpec("column_arith", {"min_digits": 2, "max_digits": 5}, _TESTBED_MODEL),
-    "countdown-steps": BaseSpec("countdown_steps", {}, _TESTBED_MODEL),
+    "column-arith": BaseSpec("column_arith", {"min_digits": 2, "max_digits": 4}, _TESTBED_MODEL, sft_steps=800,
+                             sft_batch=64, sft_lr=1e-3),
+    "countdown-steps": BaseSpec("countdown_steps", {}, _TESTBED_MODEL, sft_steps=1500, sft_batch=64,
+                                sft_lr=1e-3),
     "column-arith-ci": BaseSpec("column_arith", {"n_train": 64, "n_test": 32, "min_digits": 2, "max_digits": 3},
                                 _CI_MODEL, sft_steps=30, sft_batch=16, sft_lr=3e-3, sft_examples=500,
                                 eval_prompts=32),
