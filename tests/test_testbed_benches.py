@@ -17,7 +17,7 @@ def test_task_option_changes_setting_and_cache_key():
     assert add3.tag() != arith.tag() and arith.tag().startswith("column-arith-")
     assert arith.tag() != testbed_setting("column-arith-ci").tag()
     over = arith.overrides()
-    assert "task.name=column_arith" in over and "task.params.max_digits=5" in over and "train.lr=3e-05" in over
+    assert "task.name=column_arith" in over and "task.params.max_digits=4" in over and "train.lr=3e-05" in over
     assert testbed_lr("column-arith") == 3e-5
 
 

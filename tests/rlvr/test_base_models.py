@@ -56,7 +56,9 @@ def test_testbed_bases_fit_their_size_and_positions():
         spec = BASES[name]
         d, layers, inter = spec.model.hidden_size, spec.model.num_layers, spec.model.intermediate_size
         params = layers * (4 * d * d + 3 * d * inter) + 99 * d
-        assert 2e6 <= params <= 10e6, (name, params)
+        # the registered size (docs/testbed.md): 0.87M, below the 2-10M range for RL cost on 2 cores;
+        # this pins the documented shape so a change of it is deliberate
+        assert (d, layers, inter) == (128, 4, 384) and 0.8e6 <= params <= 0.9e6, (name, params)
         task = base_models.make_task_of(dataclasses.replace(spec, task_params={"n_train": 10, "n_test": 10}))
         longest = max(len(e.prompt) + 1 + len(e.target) + 1 for e in task.sft_examples(500, seed=0))
         assert longest <= spec.model.max_positions, (name, longest)
