@@ -8,6 +8,7 @@ SFT-warmed to low / moderate accuracy, then five runs per seed from the same war
     cd_a1        CoDistill, alpha = 1   (the paper's main setting; the acceptance rows use it)
 
     rollwise bench codistill [--quick] [--seeds 0,1,2] [--steps N]
+    rollwise bench codistill --design testbed [--quick]   # two column-arithmetic bases (rollwise base build), four runs
 
 The five runs advance in lock-step (step s of every run, in an order rotated each step), so the wall-clock
 of GRPO-large and of CoDistill is measured side by side under the same load and compared as per-step ratios.
@@ -46,6 +47,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HF_PATH, RESULTS, bench_parser, publish, write_results  # noqa: E402
 
 RUNS = {"grpo_small": None, "grpo_large": None, "cd_a0": 0.0, "cd_a0.5": 0.5, "cd_a1": 1.0}
+#: the benchmark designs (docs/codistill.md). ``add3`` (the default): v2's ADD-3 with SFT-to-band warm starts.
+#: ``testbed``: two bases of the column-arithmetic testbed built by ``rollwise base build`` (small d=64 x 2 layers,
+#: large d=128 x 4 layers), the testbed's lr for both models, four runs; ``--quick``: the CI bases. Registered
+#: in docs/codistill.md before any run.
+DESIGNS: dict[str, dict[str, Any]] = {
+    "add3": {"runs": list(RUNS), "steps": 100, "quick_steps": 8, "saving": 0.10},
+    "testbed": {"runs": ["grpo_small", "grpo_large", "cd_a0", "cd_a1"], "steps": 150, "quick_steps": 3,
+                "small": "column-arith-small", "large": "column-arith", "lr": 3e-5, "max_new_tokens": 64,
+                "saving": 0.18, "quick_prompts": 4, "quick_m": 4, "quick_g": 2},
+}
 #: time/<phase> keys summed for each wall-clock definition (see the module docstring)
 GRPO_LARGE_MODEL = ("generate", "logprobs", "update", "sync")
 CD_LARGE_MODEL = ("large_score", "large_update", "large_sync")
@@ -113,6 +124,50 @@ def warm_start(args: argparse.Namespace, cfg, task, seed: int):
     info.update({f"large_{k}": v for k, v in sft_to_band(large, tok, task, args.large_band, args.max_sft,
                                                          args.sft_lr, seed).items()})
     return small, large, tok, info
+
+
+def testbed_overrides(args: argparse.Namespace, seed: int, small_spec, large_spec) -> list[str]:
+    """The ``testbed`` design's config: the bases' task and shapes (small = ``model.*``, large =
+    ``codistill.large.*``), the compact forward and lean engine, the testbed's lr for both models."""
+    def shape(prefix: str, m) -> list[str]:
+        return [f"{prefix}.{k}={getattr(m, k)}" for k in ("hidden_size", "num_layers", "num_heads",
+                                                           "intermediate_size", "max_positions", "arch")]
+
+    return [
+        f"task.name={small_spec.task}", *[f"task.params.{k}={v}" for k, v in small_spec.task_params.items()],
+        f"rollout.max_new_tokens={args.max_new_tokens}", "rollout.engine=lean", "model.forward=compact",
+        "codistill.large.forward=compact", "rollout.temperature=1.0", "rollout.top_p=1.0", "sft.enabled=false",
+        *shape("model.tiny", small_spec.model), *shape("codistill.large.tiny", large_spec.model),
+        f"train.steps={args.steps}", f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}",
+        f"codistill.large_lr={args.large_lr}", f"codistill.large_is_mode={args.is_mode}",
+        f"codistill.m={args.m}", f"codistill.g={args.g}", f"rollout.n={args.m}",
+        "train.eval_every=0", "train.checkpoint_every=0", f"train.seed={seed}", "run.report=false", "run.threads=1",
+        f"run.output_dir={args.out}/seed{seed}",
+    ]
+
+
+def testbed_start(args: argparse.Namespace, seed: int):
+    """The ``testbed`` design's starting point: (config, small base, large base, tokenizer, task, info), both
+    bases loaded from ``rollwise base build`` (built first when missing); the same bases for every seed."""
+    import json
+
+    from rollwise.config import ConfigError
+    from rollwise.rlvr.base_models import base_dir, get_spec, load
+    from rollwise.rlvr.run_config import resolve_config
+
+    specs = {who: get_spec(name) for who, name in (("small", args.small_base), ("large", args.large_base))}
+    if (specs["small"].task, specs["small"].task_params) != (specs["large"].task, specs["large"].task_params):
+        raise ConfigError(f"codistill --design testbed: bases {args.small_base} and {args.large_base} are trained on "
+                          "different tasks; both models must share the task")
+    small, tok, task = load(args.small_base)
+    large, _, _ = load(args.large_base)
+    info: dict[str, Any] = {}
+    for who, name in (("small", args.small_base), ("large", args.large_base)):
+        build = json.loads((base_dir(name) / "build.json").read_text())
+        info.update({f"{who}_sft_steps": specs[who].sft_steps, f"{who}_params": build["parameters"],
+                     f"{who}_build_s": build["seconds"]["total"]})
+    cfg = resolve_config(algorithm="codistill", overrides=testbed_overrides(args, seed, specs["small"], specs["large"]))
+    return cfg, small.eval(), large.eval(), tok, task, info
 
 
 def greedy_accuracy(model, tok, prompts: list[str], targets: list[str]) -> float:
@@ -195,15 +250,18 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[dict[str, Any], dict[
     from rollwise.runlog import seed_everything
 
     seed_everything(seed)
-    cfg = resolve_config(algorithm="codistill", overrides=base_overrides(args, seed))
-    task = make_task(cfg.task.name, **cfg.task.params)
     t0 = time.perf_counter()
-    small0, large0, tok, info = warm_start(args, cfg, task, seed)
+    if args.design == "testbed":
+        cfg, small0, large0, tok, task, info = testbed_start(args, seed)
+    else:
+        cfg = resolve_config(algorithm="codistill", overrides=base_overrides(args, seed))
+        task = make_task(cfg.task.name, **cfg.task.params)
+        small0, large0, tok, info = warm_start(args, cfg, task, seed)
     res: dict[str, Any] = {"warm": {**evaluate_pair(small0, large0, tok, task, cfg, 10_000 + seed), **info,
                                     "seconds": time.perf_counter() - t0}}
-    trainers = {name: make_trainer(name, cfg, small0, large0, tok, task) for name in RUNS}
-    recs: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNS}
-    names = list(RUNS)
+    names = args.run_names
+    trainers = {name: make_trainer(name, cfg, small0, large0, tok, task) for name in names}
+    recs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for step in range(1, args.steps + 1):
         k = step % len(names)
         for name in names[k:] + names[:k]:  # rotate who goes first
@@ -225,10 +283,10 @@ def run_seed(args: argparse.Namespace, seed: int) -> tuple[dict[str, Any], dict[
                     ev[key.replace("_s", "_ratio")] = statistics.median(ratios)
         res[name] = ev
         print(f"seed {seed} {name}: { {k: round(v, 4) for k, v in ev.items() if v is not None} }", flush=True)
-    curves = {name: [r["kl_small_large"] for r in recs[name]] for name in RUNS if name.startswith("cd_")}
+    curves = {name: [r["kl_small_large"] for r in recs[name]] for name in names if name.startswith("cd_")}
     phases = {name: {k[5:]: statistics.median(r.get(k, 0.0) for r in recs[name][1:] or recs[name])
                      for k in sorted({k for r in recs[name] for k in r if k.startswith("time/") and r[k] > 0})}
-              for name in RUNS}
+              for name in names}
     res["phases"] = phases
     return res, curves
 
@@ -289,8 +347,11 @@ def scoring_profile(args: argparse.Namespace, seed: int, reps: int = 10) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's options; its defaults are the v2 design (``codistill_long`` reuses them)."""
     ap = bench_parser("rollwise bench codistill", quick="1 seed, few steps (a smoke run, not a measurement)")
+    ap.add_argument("--design", default="add3", choices=sorted(DESIGNS),
+                    help="add3: v2's ADD-3 design (default); testbed: two column-arithmetic bases (docs/codistill.md)")
     rl = ap.add_argument_group("RL")
-    rl.add_argument("--steps", type=int, default=0, help="RL steps per run (0 = 100, quick 8)")
+    rl.add_argument("--steps", type=int, default=0, help="RL steps per run (0 = the design's: add3 100, testbed 150; "
+                    "quick 8 / 3)")
     rl.add_argument("--prompts", type=int, default=16, help="prompts per step")
     rl.add_argument("--lr", type=float, default=1e-3, help="small-model RL learning rate")
     rl.add_argument("--large-lr", type=float, default=3e-4, help="large-model RL learning rate")
@@ -303,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--small-d", type=int, default=32, help="small model width (2 heads, MLP 2x width)")
     models.add_argument("--small-layers", type=int, default=1, help="small model layers")
     models.add_argument("--large-layers", type=int, default=2, help="large model layers (d=128, 4 heads)")
+    models.add_argument("--small-base", default="", help="testbed design: the small model's base (rollwise base "
+                        "list; default column-arith-small, quick column-arith-small-ci)")
+    models.add_argument("--large-base", default="", help="testbed design: the large model's base (default "
+                        "column-arith, quick column-arith-ci)")
     warm = ap.add_argument_group("warm starts: each SFT stops at the first check where held-out pass@1 >= its band")
     warm.add_argument("--small-band", type=float, default=0.08, help="the small model's band")
     warm.add_argument("--large-band", type=float, default=0.45, help="the large model's band")
@@ -321,9 +386,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    design = DESIGNS[args.design]
     if args.quick:
-        seeds, args.steps = seeds[:1], args.steps or 8
-    args.steps = args.steps or 100
+        seeds, args.steps = seeds[:1], args.steps or design["quick_steps"]
+    args.steps = args.steps or design["steps"]
+    args.run_names, args.saving = design["runs"], design["saving"]
+    args.m, args.g, args.max_new_tokens = 16, 8, design.get("max_new_tokens", 0)
+    if args.design == "testbed":  # the bases' task and the testbed's lr unless given; --quick: the CI bases
+        given = {a.lstrip("-").split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
+        ci = "-ci" if args.quick else ""
+        args.small_base = args.small_base or design["small"] + ci
+        args.large_base = args.large_base or design["large"] + ci
+        args.lr = args.lr if "lr" in given else design["lr"]
+        args.large_lr = args.large_lr if "large-lr" in given else design["lr"]
+        if args.quick:
+            args.prompts = args.prompts if "prompts" in given else design["quick_prompts"]
+            args.m, args.g = design["quick_m"], design["quick_g"]
+        if args.out == "runs/bench-codistill":
+            args.out = "runs/bench-codistill-testbed" + ("-quick" if args.quick else "")
 
     from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
@@ -360,14 +440,32 @@ def _wins(per_seed: dict[int, dict[str, Any]], a: str, b: str, key: str, margin:
     return f"{n}/{len(per_seed)}"
 
 
+def setting_line(args) -> str:
+    """The report's description of the design's task, models and RL settings."""
+    if args.design == "testbed":
+        return (f"Design testbed: column arithmetic with written-out columns (responses 23-45 tokens); small base "
+                f"`{args.small_base}`, large base `{args.large_base}` (`rollwise base build`; the same bases for every "
+                f"seed); {args.prompts} prompts/step, {args.steps} RL steps, lr {args.lr:g} (small) / "
+                f"{args.large_lr:g} (large), M={args.m}, G={args.g}, large IS mode `{args.is_mode}`. pass@1 = exact "
+                "V(x) = pi(trace | x) on the held-out pool and greedy accuracy is exact too (one rewarded trace per "
+                "prompt). `seeds` counts the seeds where the comparison holds.")
+    return (f"Task ADD-3 (operands 0..{args.max_operand}, {args.n_train} train / {args.n_test} held-out prompts), "
+            f"{args.prompts} prompts/step, {args.steps} RL steps; small model d={args.small_d} {args.small_layers} "
+            f"layer(s), large d=128 {args.large_layers} layers; each SFT (lr {args.sft_lr}) stops at the first check "
+            f"(every 20 steps) where held-out pass@1 >= {args.small_band} (small) / {args.large_band} (large) "
+            f"(our planned bands 0.05-0.15 / 0.40-0.60); RL lr {args.lr} / {args.large_lr}; M=16, G=8, large IS mode "
+            f"`{args.is_mode}`. pass@1 and greedy accuracy are exact (ADD-3 has one correct answer). `seeds` counts "
+            "the seeds where the comparison holds.")
+
+
 def report(args, seeds, per_seed, curves, seconds: float) -> int:
     from rollwise.report import bar_plot, fmt, line_plot, markdown_table
 
     out = Path(args.results)
     # one naming rule: the script, then the variant (a non-default large-model update), then _quick
-    name = args.name or ("codistill" + ("" if args.is_mode == "truncated" else f"_{args.is_mode}")
-                         + ("_quick" if args.quick else ""))
-    runs = ["warm", *RUNS]
+    name = args.name or ("codistill" + ("" if args.design == "add3" else f"_{args.design}")
+                         + ("" if args.is_mode == "truncated" else f"_{args.is_mode}") + ("_quick" if args.quick else ""))
+    runs = ["warm", *args.run_names]
     keys = ("small_pass1", "small_greedy", "large_pass1", "large_greedy", "kl_small_large", "small_sft_steps",
             "large_sft_steps", *TIMINGS,
             "step_ratio", "pipeline_ratio", "large_ratio", "lean_ratio", "large_generated_tokens")
@@ -378,6 +476,11 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
         checks.append({"criterion": crit, "ours": fmt(ours), "seeds": seeds_ok, "target": target,
                        "paper": paper, "met": "yes" if passed else "NO"})
 
+    if args.design == "testbed":  # the design's precondition, on the starting bases (no RL result involved)
+        w = means["warm"]
+        n = sum(r["warm"]["large_pass1"] >= 2 * r["warm"]["small_pass1"] for r in per_seed.values())
+        check("precondition: large base pass@1 >= 2x small base pass@1", w["large_pass1"] / max(w["small_pass1"], 1e-9),
+              ">= 2", w["large_pass1"] >= 2 * w["small_pass1"], f"{n}/{len(per_seed)}")
     for metric in ("pass1", "greedy"):
         key = f"small_{metric}"
         d = cd[key] - means["grpo_small"][key]
@@ -402,9 +505,9 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
                       ("large_ratio", "large-model compute only"),
                       ("lean_ratio", "whole step vs GRPO-large without its old-log-prob pass")):
         saving = 1 - cd[key]
-        n = sum(r["cd_a1"][key] <= 0.9 for r in per_seed.values())
-        check(f"wall-clock saving per step, {what}", saving, ">= 0.10", saving >= 0.10, f"{n}/{len(per_seed)}",
-              "~0.18 (whole step)")
+        n = sum(r["cd_a1"][key] <= 1 - args.saving for r in per_seed.values())
+        check(f"wall-clock saving per step, {what}", saving, f">= {args.saving:.2f}", saving >= args.saving,
+              f"{n}/{len(per_seed)}", "~0.18 (whole step)")
 
     rows = [{"run": r, **{k: fmt(v) for k, v in means[r].items()}} for r in runs]
     seed_rows = [{"seed": s, "run": r, **{k: fmt(v) for k, v in per_seed[s][r].items()}}
@@ -421,20 +524,15 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
         series[run] = (list(range(1, n + 1)), [statistics.fmean(c[i] for c in cs) for i in range(n)])
     figs.append(line_plot(out / f"{name}_kl.png", series, "RL step", "per-token KL(small || large)",
                           "KL between the models on training rollouts"))
-    cmd = "rollwise bench codistill" + (" --quick" if args.quick else "") + f" --seeds {','.join(map(str, seeds))}"
+    cmd = "rollwise bench codistill" + (" --quick" if args.quick else "") + \
+        (f" --design {args.design}" if args.design != "add3" else "") + f" --seeds {','.join(map(str, seeds))}"
     cmd += "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("is_mode", args.is_mode), ("name", args.name))
                    if v and v != "truncated")
     md = [
         "# CoDistill-GRPO benchmark (our CPU transformer test, docs/codistill.md)", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a 2-core CPU shared with other jobs, 1 torch thread: "
         "absolute wall-clock numbers are inflated and noisy; the ratios are paired per step).", "",
-        f"Task ADD-3 (operands 0..{args.max_operand}, {args.n_train} train / {args.n_test} held-out prompts), "
-        f"{args.prompts} prompts/step, {args.steps} RL steps; small model d={args.small_d} {args.small_layers} "
-        f"layer(s), large d=128 {args.large_layers} layers; each SFT (lr {args.sft_lr}) stops at the first check "
-        f"(every 20 steps) where held-out pass@1 >= {args.small_band} (small) / {args.large_band} (large) "
-        f"(our planned bands 0.05-0.15 / 0.40-0.60); RL lr {args.lr} / {args.large_lr}; M=16, G=8, large IS mode "
-        f"`{args.is_mode}`. pass@1 and greedy accuracy are exact (ADD-3 has one correct answer). `seeds` counts "
-        "the seeds where the comparison holds.", "",
+        setting_line(args), "",
         "## Acceptance", "", markdown_table(checks), "", "## Means over seeds", "", markdown_table(rows), "",
         "## Per seed", "", markdown_table(seed_rows), "",
         "## Median phase times per step (ms)", "", markdown_table(phase_rows), "",

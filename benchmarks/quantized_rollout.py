@@ -14,7 +14,8 @@ in sorted order, rewarded only if the whole 17-token response (with EOS) is exac
 start that leaves the exact-match rate near 10-20%, int4 rollouts. The first design (add3, int3) is in
 docs/history/ais.md; its results are ``results/quantized_rollout_v1.*`` and its code is in git.
 
-Run: ``rollwise bench quantized-rollout [--quick]`` (see ``--help``).
+Run: ``rollwise bench quantized-rollout [--quick]`` (see ``--help``). ``--design testbed``: the reasoning-testbed
+design (``quantized_testbed.py``: the column-arith base, int8 and int4 arms, mismatch against response length).
 """
 
 from __future__ import annotations
@@ -82,12 +83,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-train", action="store_true", help="skip the training comparison")
     p.add_argument("--from-runs", action="store_true",
                    help="do not train: summarise the runs already in --runs (re-reads metrics and final checkpoints)")
+    p.add_argument("--design", default="v2", choices=["v2", "testbed"],
+                   help="v2: sort 16 letters (docs/ais.md, the default); testbed: the column-arithmetic testbed "
+                        "base, int8 and int4 arms (benchmarks/quantized_testbed.py)")
     p.add_argument("--out", default=str(RESULTS), help="folder for the json/md/png results")
     p.add_argument("--runs", default="runs/bench-quantized-rollout-v2", help="folder for the training runs")
     p.set_defaults(**DESIGN)
     if "--quick" in argv:  # smaller defaults; explicit flags still win
         p.set_defaults(seeds="0", steps=30, speed_reps=2)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    #: the options given on the command line (design "testbed" takes its own defaults for the others)
+    args.given = {a.lstrip("-").split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    return args
 
 
 def result_name(args: argparse.Namespace) -> str:
@@ -451,7 +458,12 @@ def write(out: Path, payload: dict[str, Any], stem: str = NAME) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.design == "testbed":
+        from quantized_testbed import run
+
+        return run(args, argv)
     out, runs = Path(args.out), Path(args.runs)
     t0 = time.perf_counter()
     speed = [] if args.skip_speed else rollout_speed(args.threads, args.speed_reps, args.quick)
@@ -473,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_rows = per_seed(all_runs)
     payload = {
         "command": "rollwise bench quantized-rollout " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seconds": time.perf_counter() - t0, "settings": vars(args), "speed": speed, "training": rows,
+        "seconds": time.perf_counter() - t0, "settings": {k: v for k, v in vars(args).items() if k != "given"}, "speed": speed, "training": rows,
         "targets": targets(speed, rows, seeds) if (speed or rows) else [], "figures": figures,
         "spec_checks": spec_checks(rows, seed_rows) if rows else [], "per_seed": seed_rows,
         "curves": {arm: {s: {k: _curve(r, k) for k in CURVES} for s, r in by_seed.items()}
