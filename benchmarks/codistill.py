@@ -62,6 +62,9 @@ GRPO_LARGE_MODEL = ("generate", "logprobs", "update", "sync")
 CD_LARGE_MODEL = ("large_score", "large_update", "large_sync")
 CD_SMALL_UPDATE = ("update", "sync")
 TIMINGS = ("step_s", "pipeline_s", "large_s", "lean_s")
+#: options of the add3 design only (its task, from-scratch models and warm-start bands)
+ADD3_ONLY = {"max-operand", "n-train", "n-test", "small-d", "small-layers", "large-layers", "small-band", "large-band",
+             "max-sft", "sft-lr", "scoring-profile"}
 
 
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
@@ -392,8 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     args.steps = args.steps or design["steps"]
     args.run_names, args.saving = design["runs"], design["saving"]
     args.m, args.g, args.max_new_tokens = 16, 8, design.get("max_new_tokens", 0)
+    given = {a.lstrip("-").split("=")[0] for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("--")}
+    foreign = sorted(given & (ADD3_ONLY if args.design == "testbed" else {"small-base", "large-base"}))
+    if foreign:
+        print(f"rollwise bench codistill --design {args.design}: --{', --'.join(foreign)} belong(s) to the other "
+              "design", file=sys.stderr)
+        return 2
     if args.design == "testbed":  # the bases' task and the testbed's lr unless given; --quick: the CI bases
-        given = {a.lstrip("-").split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
         ci = "-ci" if args.quick else ""
         args.small_base = args.small_base or design["small"] + ci
         args.large_base = args.large_base or design["large"] + ci

@@ -103,6 +103,24 @@ def result_name(args: argparse.Namespace) -> str:
 
 
 # ------------------------------------------------------------------------------------------ speed
+def time_engines(engines: dict[str, Any], prompts: list[str], sampling: Any, reps: int
+                 ) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """Seconds and generated tokens of each engine's ``generate(prompts)`` per repetition, after one warm-up call
+    each; the order of the engines is reversed every other repetition."""
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    tokens: dict[str, list[int]] = {k: [] for k in engines}
+    for e in engines.values():  # warm-up
+        e.generate(prompts[:2], sampling, seed=0)
+    for rep in range(reps):
+        order = list(engines) if rep % 2 == 0 else list(engines)[::-1]  # alternate the sides
+        for side in order:
+            t0 = time.perf_counter()
+            batch = engines[side].generate(prompts, sampling, seed=rep)
+            times[side].append(time.perf_counter() - t0)
+            tokens[side].append(int(batch.response_lengths.sum()))
+    return times, tokens
+
+
 def rollout_speed(threads: int, reps: int, quick: bool) -> list[dict[str, Any]]:
     """Seconds per rollout batch, fp32 vs int8 dynamic, for the default model and one ~10x larger."""
     from rollwise.rlvr.engines import SamplingConfig
@@ -124,15 +142,7 @@ def rollout_speed(threads: int, reps: int, quick: bool) -> list[dict[str, Any]]:
         n_params = num_parameters(policy)
         base_params = base_params or n_params
         engines = {"fp32": HFEngine(policy, tok), "int8": QuantizedEngine(policy, tok, fmt="int8_dynamic")}
-        times: dict[str, list[float]] = {k: [] for k in engines}
-        for e in engines.values():  # warm-up
-            e.generate(prompts[:2], sampling, seed=0)
-        for rep in range(reps):
-            order = list(engines) if rep % 2 == 0 else list(engines)[::-1]  # alternate the sides
-            for side in order:
-                t0 = time.perf_counter()
-                engines[side].generate(prompts, sampling, seed=rep)
-                times[side].append(time.perf_counter() - t0)
+        times, _ = time_engines(engines, prompts, sampling, reps)
         fp, q = statistics.median(times["fp32"]), statistics.median(times["int8"])
         rows.append({"model": name, "params": n_params, "size_vs_default": n_params / base_params,
                      "rollouts": len(prompts) * sampling.n, "tokens_max": sampling.max_new_tokens,

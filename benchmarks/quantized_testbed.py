@@ -54,6 +54,9 @@ CURVES = {"mismatch/ess_ratio": "sequence ESS ratio", "mismatch/abs_log_ratio": 
           "ais/reliability_R": "AIS reliability R", "ais/variance_P": "AIS variance term P",
           "eval/exact_accuracy": "held-out exact V(x) (fp32 policy)", "entropy": "policy entropy"}
 FINAL = "final/accuracy"
+#: the options of ``rollwise bench quantized-rollout`` that this design reads (the others belong to design v2)
+OPTIONS = ("quick", "seeds", "design", "steps", "prompts", "n", "arms", "threads", "speed_reps", "skip_speed",
+           "skip_train", "out", "runs")
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,6 +143,8 @@ def rollout_speed(base, tok, task, s: dict[str, Any], max_new: int, threads: int
     """Seconds per rollout batch (the design's prompts x n, temperature 1, the testbed's length limit): fp32
     ``HFEngine`` vs ``QuantizedEngine(int8_dynamic)`` (real int8 kernels) and the fake int4 engine (fp32 compute,
     for reference), on the trained base and on a random-init model of the same shape scaled ~10x."""
+    from quantized_rollout import time_engines
+
     from rollwise.rlvr.engines import SamplingConfig
     from rollwise.rlvr.engines.hf import HFEngine
     from rollwise.rlvr.engines.quantized import QuantizedEngine
@@ -155,17 +160,7 @@ def rollout_speed(base, tok, task, s: dict[str, Any], max_new: int, threads: int
     for name, policy in (("base", base), ("~10x, random init", tiny_causal_lm(tok, big, seed=0).eval())):
         engines = {"fp32": HFEngine(policy, tok), "int8_dynamic": QuantizedEngine(policy, tok, fmt="int8_dynamic"),
                    "int4 (fake)": QuantizedEngine(policy, tok, fmt="int4")}
-        times: dict[str, list[float]] = {k: [] for k in engines}
-        tokens: dict[str, list[int]] = {k: [] for k in engines}
-        for e in engines.values():  # warm-up
-            e.generate(prompts[:2], sampling, seed=0)
-        for rep in range(reps):
-            order = list(engines) if rep % 2 == 0 else list(engines)[::-1]  # alternate the sides
-            for side in order:
-                t0 = time.perf_counter()
-                batch = engines[side].generate(prompts, sampling, seed=rep)
-                times[side].append(time.perf_counter() - t0)
-                tokens[side].append(int(batch.response_lengths.sum()))
+        times, tokens = time_engines(engines, prompts, sampling, reps)
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append({"model": name, "params": num_parameters(policy), "rollouts": len(prompts) * s["n"],
                      "mean_tokens": {k: statistics.fmean(v) / (len(prompts) * s["n"]) for k, v in tokens.items()},
@@ -303,6 +298,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from rollwise.rlvr.policy import quiet_transformers
     from rollwise.runlog import set_threads
 
+    foreign = sorted(args.given - set(OPTIONS))
+    if foreign:
+        print(f"rollwise bench quantized-rollout --design testbed: --{', --'.join(foreign).replace('_', '-')} "
+              f"belong(s) to design v2; valid here: --{', --'.join(OPTIONS).replace('_', '-')}", file=sys.stderr)
+        return 2
     s = settings(args)
     arms = [a.strip() for a in args.arms.split(",")] if "arms" in args.given else list(ARMS)
     unknown = [a for a in arms if a not in ARMS]

@@ -54,3 +54,11 @@ def test_codistill_testbed_quick(tmp_path, monkeypatch):
     assert "precondition: large base pass@1 >= 2x small base pass@1" in crit
     assert crit["wall-clock saving per step, whole step (both models) vs GRPO-large step"]["target"] == ">= 0.18"
     assert data["per_seed"]["0"]["cd_a1"]["large_generated_tokens"] == 0
+
+
+def test_options_of_the_other_design_are_refused(capsys):
+    assert load_benchmark("quantized_rollout").main(["--design", "testbed", "--fmt", "int3"]) == 2
+    assert "--fmt belong(s) to design v2" in capsys.readouterr().err
+    assert load_benchmark("codistill").main(["--design", "testbed", "--small-d", "16"]) == 2
+    assert "--small-d belong(s) to the other design" in capsys.readouterr().err
+    assert load_benchmark("codistill").main(["--small-base", "column-arith-small"]) == 2
