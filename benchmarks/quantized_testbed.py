@@ -89,13 +89,19 @@ def make_trainer_class():
         phase = "first"
 
         def compute_advantages(self, batch):
-            mask = batch.response_mask
-            delta = (batch.old_logprobs - batch.rollout_logprobs) * mask  # (B, T): log pi_old - log mu
+            import torch
+
+            mask = batch.response_mask.bool()
+            # (B, T): log pi_old - log mu on response tokens; a sequence with a non-finite engine log-prob is left
+            # out here (the corrections mask it and count it in mismatch/nonfinite_seq_frac)
+            delta = torch.where(mask, batch.old_logprobs - batch.rollout_logprobs, 0.0)
+            finite = torch.isfinite(delta).all(-1)
             lengths = mask.sum(-1)
             seq = delta.sum(-1).abs()  # |log of the sequence ratio|
             tok = delta.abs().sum(-1) / lengths.clamp_min(1)
             table = self.by_length.setdefault(self.phase, {})
-            for n, a, b in zip(lengths.long().tolist(), seq.tolist(), tok.tolist(), strict=True):
+            keep = finite.nonzero().squeeze(-1)
+            for n, a, b in zip(lengths[keep].tolist(), seq[keep].tolist(), tok[keep].tolist(), strict=True):
                 row = table.setdefault(n, [0, 0.0, 0.0])
                 row[0], row[1], row[2] = row[0] + 1, row[1] + a, row[2] + b
             return super().compute_advantages(batch)
