@@ -147,6 +147,15 @@ def rl_setting(name: str, args) -> TestbedRL:
     return dataclasses.replace(tb, lr=args.lr) if args.lr else tb
 
 
+def command(args) -> str:
+    """The command line that regenerates this results file (non-default options only)."""
+    default_testbeds = ["column-arith", "countdown-steps"]
+    return ("rollwise bench testbed-properties" + (" --quick" if args.quick else "")
+            + (f" --testbeds {','.join(args.testbeds)}" if not args.quick and args.testbeds != default_testbeds else "")
+            + (f" --lr {args.lr:g}" if args.lr else "")
+            + (f" --name {args.name}" if args.name not in ("testbed_properties", "testbed_properties_quick") else ""))
+
+
 def measure(name: str, args) -> dict[str, Any]:
     tb = rl_setting(name, args)
     policy0, tokenizer, task, build = load_base(tb, args.root)
@@ -201,7 +210,7 @@ def to_markdown(rows: list[dict[str, Any]], args, seconds: float) -> str:
     from rollwise.report import markdown_table
 
     last = max(args.checkpoints)
-    cmd = "rollwise bench testbed-properties" + (" --quick" if args.quick else "")
+    cmd = command(args)
     md = ["# Reasoning testbed: properties of the base models", "",
           f"Command: `{cmd}` ({seconds / 60:.1f} min of measuring on the shared 2-core CPU, summed over testbeds). V(x) exact on {args.prompts} "
           f"training prompts; {args.group} samples per prompt for lengths and groups; reference RL run seed "
@@ -262,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [cached_measure(name, args) for name in args.testbeds]  # from the cache: the time each row took
     seconds = sum(r["measure_seconds"] + max([d["seconds"] for d in r["stability"].values()], default=0.0)
                   for r in rows)
-    payload = {"command": "rollwise bench testbed-properties" + (" --quick" if args.quick else ""),
+    payload = {"command": command(args),
                "targets": TARGETS, "rows": rows, "verdicts": verdicts(rows, max(args.checkpoints)), "seconds": seconds}
     publish(args.name, payload, to_markdown(rows, args, seconds), Path(args.out))
     return 0
