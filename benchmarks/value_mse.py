@@ -304,9 +304,21 @@ def main(argv: list[str] | None = None) -> int:
     xs = [0, *checkpoints]
     line_plot(out / f"{args.name}.png", {n: (xs, [float(np.mean(results[c][n])) for c in xs]) for n in names},
               "REINFORCE++ training step of the checkpoint", "MSE vs exact V(x)",
-              title=f"Value-estimation MSE on ADD-3 (B={args.batch_size})", logy=True)
+              title=f"Value-estimation MSE on {task_label(args.task)} (B={args.batch_size})", logy=True)
     publish(args.name, payload, md, out)
     return 0
+
+
+def task_label(task: str) -> str:
+    return "ADD-3" if task == "add3" else f"the {task} testbed"
+
+
+def task_line(task: str, setting) -> str:
+    """What pi_0 and the training pool are, for the results header."""
+    if task == "add3":
+        return (f"Task: ADD-3 with operands in [0, {setting.max_operand}], {setting.n_train} training prompts; pi_0 = "
+                f"tiny model after {setting.sft_steps} SFT steps.")
+    return f"Task and pi_0: the `{task}` base (`rollwise base build {task}`; docs/testbed.md) and its training pool."
 
 
 def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
@@ -338,10 +350,9 @@ def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, secon
         (f" --checkpoints {args.checkpoints}" if not args.quick and args.checkpoints != "100,300" else "") + \
         (f" --name {args.name}" if not args.name.startswith("value_mse") else "")
     md = [
-        "# Value-estimation MSE on ADD-3 (exact V(x))", "",
+        f"# Value-estimation MSE on {task_label(args.task)} (exact V(x))", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a shared 2-core CPU, {args.threads} torch thread).", "",
-        f"Task: ADD-3 with operands in [0, {setting.max_operand}], {setting.n_train} training prompts; pi_0 = tiny "
-        f"model after {setting.sft_steps} SFT steps. Checkpoints: pi_0 and REINFORCE++ (B=64, lr {args.lr:g}, n=1) after "
+        f"{task_line(args.task, setting)} Checkpoints: pi_0 and REINFORCE++ (B=64, lr {args.lr:g}, n=1) after "
         f"{', '.join(map(str, checkpoints))} steps; seeds {args.seeds}; {args.batches} batches of "
         f"{args.batch_size} prompts per checkpoint and seed. MSE ± standard error over batches.",
         f"BASIS offline stage: {int(offline['rollouts'])} rollouts of pi_0 ({int(offline['prompts'])} prompts x 16) "
@@ -350,7 +361,8 @@ def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, secon
         markdown_table(checks), "", "## All estimators", "", markdown_table(table), "",
         "Notes: REINFORCE++ = the batch mean of the single-rollout rewards (the implicit baseline of global "
         "whitening, sequence-weighted); the token-weighted reading and the raw reward are logged too. "
-        "Group means and RLOO draw Bernoulli(V) rewards, the exact law of fresh rollouts on ADD-3. "
+        "Group means and RLOO draw Bernoulli(V) rewards, the exact law of fresh rollouts when one completion is "
+        "rewarded (ADD-3; column_arith's trace check). "
         f"![value MSE]({args.name}.png)", ""]
     payload = {"command": cmd, "setting": setting.__dict__, "checkpoints": xs, "seeds": seeds,
                "batches": args.batches, "batch_size": args.batch_size, "offline": offline,
