@@ -65,16 +65,32 @@ def task_defaults(args: Any, stem: str) -> None:
     """Fill ``args.lr`` (ADD-3's 1e-4, or the learning rate registered for the testbed) and ``args.name``
     (``<stem>[_<testbed>][_quick]``: a quick run never overwrites the full results) when not given."""
     if args.lr is None:
-        args.lr = 1e-4 if args.task == "add3" else testbed_lr(args.task)
+        args.lr = default_lr(args.task)
     suffix = "" if args.task == "add3" else "_" + args.task.replace("-", "_")
     args.name = args.name or (stem + suffix + ("_quick" if args.quick else ""))
 
 
-def testbed_lr(task: str) -> float:
-    """The learning rate registered for a testbed's comparisons (docs/basis.md)."""
+def default_lr(task: str) -> float:
+    """The RL learning rate of ``--task``: ADD-3's 1e-4, or the one registered for the testbed's comparisons
+    (docs/basis.md)."""
+    if task == "add3":
+        return 1e-4
     from testbed_setup import testbed
 
     return testbed(task).lr
+
+
+def task_label(task: str) -> str:
+    """``--task`` as the results' titles name it."""
+    return "ADD-3" if task == "add3" else f"the {task} testbed"
+
+
+def task_line(task: str, setting: Setting) -> str:
+    """What pi_0 and the training pool are, for a results header."""
+    if task == "add3":
+        return (f"Task: ADD-3 with operands in [0, {setting.max_operand}], {setting.n_train} training prompts; pi_0 = "
+                f"tiny model after {setting.sft_steps} SFT steps.")
+    return f"Task and pi_0: the `{task}` base (`rollwise base build {task}`; docs/testbed.md) and its training pool."
 
 
 def config(setting: Setting, algorithm: str | None, extra: list[str] | None = None):

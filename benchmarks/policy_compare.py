@@ -27,7 +27,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, bench_parser, publish  # noqa: E402
-from basis_setup import Setting, config, initial_policy, task_defaults, testbed_lr, testbed_setting  # noqa: E402
+from basis_setup import (  # noqa: E402
+    Setting,
+    config,
+    default_lr,
+    initial_policy,
+    task_defaults,
+    task_label,
+    task_line,
+    testbed_setting,
+)
 
 #: name -> (preset, extra overrides)
 METHODS: dict[str, tuple[str, list[str]]] = {
@@ -69,7 +78,7 @@ def build_trainers(setting: Setting, seed: int, args, policy0, tokenizer, task, 
     from rollwise.rlvr.trainer import Trainer
 
     out = {}
-    for name in args.methods:
+    for name in args.method_names:
         preset, extra = METHODS[name]
         own = [f"algorithm.estimator_params.{kv}" for kv in args.basis_set or []] if name == BASIS else []
         cfg = config(setting, preset, [f"train.seed={seed}", f"train.steps={method_steps(name, args)}",
@@ -153,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None, help="results file name")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    methods_arg = args.methods
-    args.methods = chosen_methods(args.methods)
+    args.method_names = chosen_methods(args.methods)
     task_defaults(args, "policy_compare")
     if args.quick:
         args.seeds, args.steps, args.prompts, args.eval_every = "0", 30, 32, 10
@@ -177,17 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         runs[seed] = run_seed(setting, seed, args, policy0, tokenizer, task, basis_state)
         raw.write_text(json.dumps({str(k): v for k, v in runs.items()}))  # kept if a later seed fails
     seconds = time.perf_counter() - t_start
-    payload, md = summarise(runs, seeds, args, setting, basis_state["offline"], seconds, methods_arg)
-    plots(runs, Path(args.out), args.name, args.methods, args.task)
+    payload, md = summarise(runs, seeds, args, setting, basis_state["offline"], seconds)
+    plots(runs, Path(args.out), args.name, args.method_names, args.task)
     publish(args.name, payload, md, Path(args.out))
     return 0
 
 
-def summarise(runs, seeds, args, setting, offline, seconds, methods_arg: str | None = None) -> tuple[dict, str]:
+def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
     from rollwise.report import markdown_table
 
     rows, per_seed, checks = [], [], []
-    for name in args.methods:
+    for name in args.method_names:
         finals = [at_step(runs[s][name], args.steps) for s in seeds]
         walls = [runs[s][name]["wall"][-1] for s in seeds]
         step_t = [statistics.median(runs[s][name]["step_time"]) for s in seeds]
@@ -207,7 +215,7 @@ def summarise(runs, seeds, args, setting, offline, seconds, methods_arg: str | N
         grpo_wall = r[GRPO]["wall"][-1]
         step_ratio = statistics.median(r[BASIS]["step_time"]) / statistics.median(r[GRPO]["step_time"])
         b_eq, r_eq = at_step(r[BASIS], args.steps), at_step(r[RPP], args.steps)
-        per_seed.append({"seed": s, "pi_0": f"{acc0:.4f}", **{n: f"{at_step(r[n], args.steps):.4f}" for n in args.methods}})
+        per_seed.append({"seed": s, "pi_0": f"{acc0:.4f}", **{n: f"{at_step(r[n], args.steps):.4f}" for n in args.method_names}})
         checks.append({
             "seed": s, "BASIS >= RPP (equal steps)": bool(b_eq >= r_eq), "BASIS - RPP": f"{b_eq - r_eq:+.4f}",
             "GRPO-8 gain": f"{gain:.4f}",
@@ -226,18 +234,16 @@ def summarise(runs, seeds, args, setting, offline, seconds, methods_arg: str | N
         (f" --prompts {args.prompts}" if not args.quick and args.prompts != 64 else "") + \
         (f" --n1-steps {args.n1_steps}" if args.n1_steps > args.steps else "") + \
         (f" --eval-every {args.eval_every}" if not args.quick and args.eval_every != 20 else "") + \
-        (f" --lr {args.lr:g}" if args.lr != (1e-4 if args.task == "add3" else testbed_lr(args.task)) else "") + \
+        (f" --lr {args.lr:g}" if args.lr != default_lr(args.task) else "") + \
         "".join(f" --set {s}" for s in args.set or []) + "".join(f" --basis-set {s}" for s in args.basis_set or []) + \
-        (f" --methods {methods_arg}" if methods_arg else "") + \
+        (f" --methods {args.methods}" if args.methods else "") + \
         (f" --name {args.name}" if not args.name.startswith("policy_compare") else "")
-    task_title = "ADD-3" if args.task == "add3" else f"the {args.task} testbed"
-    setting_line = (f"ADD-3 operands in [0, {setting.max_operand}], pi_0 = tiny model after {setting.sft_steps} SFT steps"
-                    if args.task == "add3" else f"pi_0 = the `{args.task}` base (rollwise base build {args.task})")
+    others = ", ".join(m.split(" ")[0] for m in args.method_names if m != BASIS)
     md = [
-        f"# Policy optimisation on {task_title}: BASIS vs {', '.join(m.split(' ')[0] for m in args.methods if m != BASIS)}", "",
+        f"# Policy optimisation on {task_label(args.task)}: BASIS vs {others}", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min in all on a shared 2-core CPU, {args.threads} torch thread; "
         "wall-clock is inflated by other users' jobs and only comparable inside this run).", "",
-        f"{setting_line}; "
+        f"{task_line(args.task, setting)} "
         f"{args.steps} steps of {args.prompts} prompts (single-rollout methods: {max(args.n1_steps, args.steps)} "
         f"steps), AdamW lr {args.lr:g}, PPO-clip 0.2, one epoch, no KL; "
         f"seeds {args.seeds}. Accuracy = exact expected accuracy on {args.n_eval} held-out prompts.",
@@ -269,7 +275,7 @@ def plots(runs, out: Path, name: str, methods: list[str], task: str) -> None:
             ys = np.mean([runs[s][method]["acc"] for s in seeds], axis=0)
             series[method] = (xs.tolist(), ys.tolist())
         line_plot(out / f"{name}_{'steps' if key == 'step' else key}.png", series, label,
-                  "exact expected test accuracy", title=f"{'ADD-3' if task == 'add3' else task}, mean over {len(seeds)} seed(s)")
+                  "exact expected test accuracy", title=f"{task_label(task)}, mean over {len(seeds)} seed(s)")
 
 
 if __name__ == "__main__":

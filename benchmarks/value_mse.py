@@ -37,9 +37,11 @@ from basis_setup import (  # noqa: E402
     Setting,
     cache_key,
     config,
+    default_lr,
     initial_policy,
     task_defaults,
-    testbed_lr,
+    task_label,
+    task_line,
     testbed_setting,
 )
 
@@ -309,18 +311,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def task_label(task: str) -> str:
-    return "ADD-3" if task == "add3" else f"the {task} testbed"
-
-
-def task_line(task: str, setting) -> str:
-    """What pi_0 and the training pool are, for the results header."""
-    if task == "add3":
-        return (f"Task: ADD-3 with operands in [0, {setting.max_operand}], {setting.n_train} training prompts; pi_0 = "
-                f"tiny model after {setting.sft_steps} SFT steps.")
-    return f"Task and pi_0: the `{task}` base (`rollwise base build {task}`; docs/testbed.md) and its training pool."
-
-
 def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
     from rollwise.report import markdown_table
 
@@ -346,7 +336,7 @@ def summarise(results, mean_v, checkpoints, seeds, args, setting, offline, secon
                        "BASIS < group-8": bool(basis < g8), "BASIS/group-8": f"{basis / g8:.3f}"})
     cmd = "rollwise bench value-mse" + (" --quick" if args.quick else "") + \
         (f" --task {args.task}" if args.task != "add3" else "") + \
-        (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (f" --lr {args.lr:g}" if args.lr != (1e-4 if args.task == "add3" else testbed_lr(args.task)) else "") + \
+        (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (f" --lr {args.lr:g}" if args.lr != default_lr(args.task) else "") + \
         (f" --checkpoints {args.checkpoints}" if not args.quick and args.checkpoints != "100,300" else "") + \
         (f" --name {args.name}" if not args.name.startswith("value_mse") else "")
     md = [

@@ -10,7 +10,7 @@ from rollwise.cli import load_benchmark
 
 def test_task_option_changes_setting_and_cache_key():
     load_benchmark("value_mse")  # puts benchmarks/ on sys.path
-    from basis_setup import Setting, testbed_lr, testbed_setting
+    from basis_setup import Setting, default_lr, testbed_setting
 
     add3, arith = testbed_setting("add3", max_operand=99, sft_steps=800), testbed_setting("column-arith")
     assert add3 == Setting() and arith.task == "column-arith" and arith.max_new_tokens == 64
@@ -18,7 +18,7 @@ def test_task_option_changes_setting_and_cache_key():
     assert arith.tag() != testbed_setting("column-arith-ci").tag()
     over = arith.overrides()
     assert "task.name=column_arith" in over and "task.params.max_digits=4" in over and "train.lr=3e-05" in over
-    assert testbed_lr("column-arith") == 3e-5
+    assert default_lr("column-arith") == 3e-5
 
 
 def test_value_mse_on_testbed(tmp_path, monkeypatch):
