@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HF_PATH = ["rollout.engine=hf", "model.forward=hf", "codistill.large.forward=hf", "train.reuse_logprobs=false"]
 #: the checkout: paths inside it are written relative to it, so no result names a machine's folders
 ROOT = RESULTS.parent.parent
+
+
+def nan_mean(xs: Iterable[float]) -> float:
+    """Mean of the values that are not NaN; NaN when there are none."""
+    kept = [x for x in xs if x == x]
+    return statistics.fmean(kept) if kept else float("nan")
 
 
 def bench_parser(prog: str, quick: str, seeds: str | None = "0,1,2", seeds_help: str = "comma-separated seeds",

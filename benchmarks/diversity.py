@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HF_PATH, RESULTS, publish  # noqa: E402
+from _common import HF_PATH, RESULTS, nan_mean, publish  # noqa: E402
 from diversity_bandit import bandit_table  # noqa: E402
 
 #: the benchmark designs (docs/ucpo.md; superseded ones: docs/history/ucpo.md and git). ``make_n`` (the default):
@@ -152,11 +152,6 @@ def _slug(name: str) -> str:
     return name.lower().replace(" ", "-").replace("=", "")
 
 
-def _mean(xs: list[float]) -> float:
-    xs = [x for x in xs if x == x]
-    return statistics.fmean(xs) if xs else float("nan")
-
-
 def summarise(seeds: dict[int, dict[str, Any]], final: str = "final"
               ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
     """Mean final metrics per method, and our acceptance rows (docs/ucpo.md) with per-seed sign
@@ -164,11 +159,11 @@ def summarise(seeds: dict[int, dict[str, Any]], final: str = "final"
 
     ``final`` picks the evaluation: ``"final"`` (held-out targets) or ``"final_train_targets"``."""
     methods = list(next(iter(seeds.values()))["methods"])
-    means = {m: {k: _mean([s["methods"][m][final][k] for s in seeds.values()]) for k in FINAL_KEYS}
+    means = {m: {k: nan_mean([s["methods"][m][final][k] for s in seeds.values()]) for k in FINAL_KEYS}
              for m in methods}
     for m in methods:
         for key, diag in (("mean_Hq_norm_train", "ucpo/Hq_norm"), ("mean_Hq_norm_seq_train", "ucpo/Hq_norm_seq")):
-            means[m][key] = _mean([_mean([r[diag] for r in s["methods"][m]["train"]]) for s in seeds.values()])
+            means[m][key] = nan_mean([nan_mean([r[diag] for r in s["methods"][m]["train"]]) for s in seeds.values()])
     g = means["GRPO"]
     rows = []
     for m in methods[1:]:
@@ -208,7 +203,7 @@ def plot_curves(seeds: dict[int, dict[str, Any]], out: Path, prefix: str) -> lis
         for m in methods:
             curves = [s["methods"][m]["curve"] for s in seeds.values()]
             xs = [r["step"] for r in curves[0]]
-            series[m] = (xs, [_mean([c[i][key] for c in curves]) for i in range(len(xs))])
+            series[m] = (xs, [nan_mean([c[i][key] for c in curves]) for i in range(len(xs))])
         name = f"{prefix}_{key.replace('@', '_at_')}.png"
         line_plot(out / name, series, "RL step", label, title=f"MakeN held-out: {label} (mean of {len(seeds)} seeds)")
         figures.append(name)
@@ -216,7 +211,7 @@ def plot_curves(seeds: dict[int, dict[str, Any]], out: Path, prefix: str) -> lis
     for m in methods:
         logs = [s["methods"][m]["train"] for s in seeds.values()]
         xs = [r["step"] for r in logs[0]]
-        ys = [_mean([lg[i]["ucpo/Hq_norm_seq"] for lg in logs]) for i in range(len(xs))]
+        ys = [nan_mean([lg[i]["ucpo/Hq_norm_seq"] for lg in logs]) for i in range(len(xs))]
         w = max(1, len(xs) // 20)  # moving average for readability
         series[m] = (xs[w - 1:], [statistics.fmean(ys[i - w + 1: i + 1]) for i in range(w - 1, len(ys))])
     line_plot(out / f"{prefix}_train_hq.png", series, "RL step", "H(q)/log|S| (sequence q), training groups",
@@ -227,7 +222,7 @@ def plot_curves(seeds: dict[int, dict[str, Any]], out: Path, prefix: str) -> lis
 
 def bandit_section(seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     table = bandit_table([None, 0.2, 0.5, 1.0], seeds)
-    means = {m: {k: _mean(v) for k, v in row.items()} for m, row in table.items()}
+    means = {m: {k: nan_mean(v) for k, v in row.items()} for m, row in table.items()}
     pilot = {"GRPO": (0.98, 0.05, 2.0), "UCPO tau=0.2": (0.98, 0.09, 2.7), "UCPO tau=0.5": (0.95, 0.24, 4.5),
              "UCPO tau=1": (0.87, 0.61, 8.8)}
     rows = [{"method": m, "accuracy": v["accuracy"], "H_norm": v["h_norm"], "distinct-64": v["distinct"],
@@ -324,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         (f" --design {args.design}" if args.design != DEFAULT_DESIGN else "") + "".join(f" --set {x}" for x in args.set) + \
         (f" --seeds {args.seeds}" if args.seeds else "") + (f" --methods '{args.methods}'" if args.methods else "") + (f" --steps {args.steps}" if args.steps else "") + \
         (f" --sft-steps {args.sft_steps}" if args.sft_steps else "") + (f" --lr {args.lr:g}" if lr_given else "")
-    warm = {k: _mean([s["warm_start"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
+    warm = {k: nan_mean([s["warm_start"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
     table = [{"method": "warm start (SFT)", **warm}] + [{"method": m, **v} for m, v in means.items()]
-    warm_tr = {k: _mean([s["warm_start_train_targets"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
+    warm_tr = {k: nan_mean([s["warm_start_train_targets"][k] for s in per_seed.values()]) for k in FINAL_KEYS}
     table_tr = [{"method": "warm start (SFT)", **warm_tr}] + [{"method": m, **v} for m, v in means_tr.items()]
     md = [
         "# Diversity among correct answers: GRPO vs UCPO", "",

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, publish  # noqa: E402
+from _common import RESULTS, nan_mean, publish  # noqa: E402
 from testbed_setup import TestbedRL, load_base, rl_config, testbed  # noqa: E402
 
 #: arm -> (rollout engine, engine params, correction, correction params); the fp32 arm samples through the same
@@ -80,6 +80,13 @@ def arm_config(tb: TestbedRL, arm: str, s: dict[str, Any], seed: int, threads: i
       + [f"algorithm.correction_params.{k}={v}" for k, v in corr_params.items()])
 
 
+def accumulate(table: dict[int, list[float]], key: int, count: float, seq: float, tok: float) -> None:
+    """Add ``count`` sequences with summed |log-ratio| ``seq`` and summed mean |delta| ``tok`` to ``table[key]``
+    (a ``[count, sum seq, sum tok]`` row, created at zero)."""
+    row = table.setdefault(key, [0, 0.0, 0.0])
+    row[0], row[1], row[2] = row[0] + count, row[1] + seq, row[2] + tok
+
+
 def make_trainer_class():
     """A Trainer that also accumulates the per-sequence mismatch by response length (``self.by_length``:
     phase -> length -> [count, sum |sum_t delta_t|, sum mean_t |delta_t|])."""
@@ -102,8 +109,7 @@ def make_trainer_class():
             table = self.by_length.setdefault(self.phase, {})
             keep = finite.nonzero().squeeze(-1)
             for n, a, b in zip(lengths[keep].tolist(), seq[keep].tolist(), tok[keep].tolist(), strict=True):
-                row = table.setdefault(n, [0, 0.0, 0.0])
-                row[0], row[1], row[2] = row[0] + 1, row[1] + a, row[2] + b
+                accumulate(table, n, 1, a, b)
             return super().compute_advantages(batch)
 
     return LengthTrainer
@@ -186,18 +192,11 @@ def length_table(by_length: dict[str, dict[str, dict[int, list[float]]]]) -> lis
         for phase, table in phases.items():
             bins: dict[int, list[float]] = {}
             for n, (c, a, b) in table.items():
-                lo = (n - 1) // LENGTH_BIN * LENGTH_BIN + 1
-                acc = bins.setdefault(lo, [0, 0.0, 0.0])
-                acc[0], acc[1], acc[2] = acc[0] + c, acc[1] + a, acc[2] + b
+                accumulate(bins, (n - 1) // LENGTH_BIN * LENGTH_BIN + 1, c, a, b)
             for lo, (c, a, b) in sorted(bins.items()):
                 rows.append({"arm": arm, "half": phase, "length": f"{lo}-{lo + LENGTH_BIN - 1}", "length_lo": lo,
                              "sequences": int(c), "abs_seq_log_ratio": a / c, "mean_abs_token_delta": b / c})
     return rows
-
-
-def _mean(xs) -> float:
-    xs = [x for x in xs if x == x]
-    return statistics.fmean(xs) if xs else float("nan")
 
 
 def _final(records: list[dict[str, Any]], key: str) -> float:
@@ -215,15 +214,15 @@ def arm_rows(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> list[dict[str,
     for arm, by_seed in runs.items():
         acc = {s: _final(r, FINAL) for s, r in by_seed.items()}
         row: dict[str, Any] = {"arm": arm, **{f"acc_seed{s}": v for s, v in acc.items()},
-                               "acc_mean": _mean(acc.values()),
+                               "acc_mean": nan_mean(acc.values()),
                                "acc_std": statistics.stdev(acc.values()) if len(acc) > 1 else float("nan"),
-                               "train_acc_mean": _mean(_final(r, "final/train_exact") for r in by_seed.values())}
+                               "train_acc_mean": nan_mean(_final(r, "final/train_exact") for r in by_seed.values())}
         for key, short in (("mismatch/ess_ratio", "ess"), ("mismatch/abs_log_ratio", "abs_delta"),
                            ("ais/lambda", "lambda"), ("entropy", "entropy")):
             ys = [_series(r, key) for r in by_seed.values()]
-            row[f"{short}_first10"] = _mean(_mean(y[:10]) for y in ys if y)
-            row[f"{short}_last10"] = _mean(_mean(y[-10:]) for y in ys if y)
-        row["s_per_step"] = _mean(_mean(_series(r, "time/step")) for r in by_seed.values())
+            row[f"{short}_first10"] = nan_mean(nan_mean(y[:10]) for y in ys if y)
+            row[f"{short}_last10"] = nan_mean(nan_mean(y[-10:]) for y in ys if y)
+        row["s_per_step"] = nan_mean(nan_mean(_series(r, "time/step")) for r in by_seed.values())
         rows.append(row)
     return rows
 
@@ -279,7 +278,7 @@ def figures(runs, lengths: list[dict[str, Any]], out: Path, stem: str) -> list[s
             curves = [c for c in curves if c]
             if curves:
                 n = min(len(c) for c in curves)
-                series[arm] = ([c[0] for c in curves[0][:n]], [_mean(c[i][1] for c in curves) for i in range(n)])
+                series[arm] = ([c[0] for c in curves[0][:n]], [nan_mean(c[i][1] for c in curves) for i in range(n)])
         if series:
             name = f"{stem}_{key.replace('/', '_')}.png"
             line_plot(out / name, series, "RL step", label, title=f"{label} (mean over seeds)")
@@ -334,8 +333,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 for phase, rows in table.items():  # pool the seeds
                     pooled = by_len[arm].setdefault(phase, {})
                     for n, (c, a, b) in rows.items():
-                        acc = pooled.setdefault(n, [0, 0.0, 0.0])
-                        acc[0], acc[1], acc[2] = acc[0] + c, acc[1] + a, acc[2] + b
+                        accumulate(pooled, n, c, a, b)
     rows = arm_rows(runs) if not args.skip_train else []
     lengths = length_table(by_len)
     out = Path(args.out) if "out" in args.given else RESULTS
