@@ -67,6 +67,15 @@ ADD3_ONLY = {"max-operand", "n-train", "n-test", "small-d", "small-layers", "lar
              "max-sft", "sft-lr", "scoring-profile"}
 
 
+def rl_overrides(args: argparse.Namespace, seed: int) -> list[str]:
+    """The RL settings both designs share: steps, batch, both learning rates, the large update's IS mode, no
+    evaluation, checkpoints or report inside the runs, one thread, the seed's run folder."""
+    return [f"train.steps={args.steps}", f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}",
+            f"codistill.large_lr={args.large_lr}", f"codistill.large_is_mode={args.is_mode}", "train.eval_every=0",
+            "train.checkpoint_every=0", f"train.seed={seed}", "run.report=false", "run.threads=1",
+            f"run.output_dir={args.out}/seed{seed}"]
+
+
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     return [
         "task.name=add3", f"task.params.max_operand={args.max_operand}", f"task.params.n_train={args.n_train}",
@@ -74,10 +83,7 @@ def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
         f"codistill.large.tiny.num_layers={args.large_layers}",
         f"model.tiny.hidden_size={args.small_d}", f"model.tiny.num_layers={args.small_layers}",
         f"model.tiny.intermediate_size={2 * args.small_d}",
-        f"train.steps={args.steps}",
-        f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}", f"codistill.large_lr={args.large_lr}",
-        f"codistill.large_is_mode={args.is_mode}", "train.eval_every=0", "train.checkpoint_every=0",
-        f"train.seed={seed}", "run.report=false", "run.threads=1", f"run.output_dir={args.out}/seed{seed}",
+        *rl_overrides(args, seed),
         *HF_PATH,  # the committed results were measured on transformers' path (and codistill-long needs its min_new_tokens)
     ]
 
@@ -130,23 +136,13 @@ def warm_start(args: argparse.Namespace, cfg, task, seed: int):
 
 
 def testbed_overrides(args: argparse.Namespace, seed: int, small_spec, large_spec) -> list[str]:
-    """The ``testbed`` design's config: the bases' task and shapes (small = ``model.*``, large =
-    ``codistill.large.*``), the compact forward and lean engine, the testbed's lr for both models."""
-    def shape(prefix: str, m) -> list[str]:
-        return [f"{prefix}.{k}={getattr(m, k)}" for k in ("hidden_size", "num_layers", "num_heads",
-                                                           "intermediate_size", "max_positions", "arch")]
+    """The ``testbed`` design's config: the small base's task and shape (``testbed_setup.spec_overrides``), the
+    large base's shape (``codistill.large.*``, compact forward), the shared RL settings, M and G."""
+    from testbed_setup import shape_overrides, spec_overrides
 
-    return [
-        f"task.name={small_spec.task}", *[f"task.params.{k}={v}" for k, v in small_spec.task_params.items()],
-        f"rollout.max_new_tokens={args.max_new_tokens}", "rollout.engine=lean", "model.forward=compact",
-        "codistill.large.forward=compact", "rollout.temperature=1.0", "rollout.top_p=1.0", "sft.enabled=false",
-        *shape("model.tiny", small_spec.model), *shape("codistill.large.tiny", large_spec.model),
-        f"train.steps={args.steps}", f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}",
-        f"codistill.large_lr={args.large_lr}", f"codistill.large_is_mode={args.is_mode}",
-        f"codistill.m={args.m}", f"codistill.g={args.g}", f"rollout.n={args.m}",
-        "train.eval_every=0", "train.checkpoint_every=0", f"train.seed={seed}", "run.report=false", "run.threads=1",
-        f"run.output_dir={args.out}/seed{seed}",
-    ]
+    return [*spec_overrides(small_spec, args.max_new_tokens), "codistill.large.forward=compact",
+            *shape_overrides("codistill.large.tiny", large_spec.model), *rl_overrides(args, seed),
+            f"codistill.m={args.m}", f"codistill.g={args.g}", f"rollout.n={args.m}"]
 
 
 def testbed_start(args: argparse.Namespace, seed: int):

@@ -36,19 +36,28 @@ def testbed(name: str) -> TestbedRL:
     return TESTBEDS[name]
 
 
+def shape_overrides(prefix: str, model: Any) -> list[str]:
+    """Config overrides that give the tiny-model section ``prefix`` (``model.tiny``, ``codistill.large.tiny``) the
+    shape of ``model`` (a base's ``TinyModelConfig``)."""
+    return [f"{prefix}.{k}={getattr(model, k)}" for k in ("hidden_size", "num_layers", "num_heads",
+                                                           "intermediate_size", "max_positions", "arch")]
+
+
+def spec_overrides(spec: Any, max_new_tokens: int) -> list[str]:
+    """Config overrides that describe a base's task and model (``spec``: its ``BaseSpec``; the policy itself is
+    loaded, not built), sampled at temperature 1 by the lean engine with at most ``max_new_tokens``."""
+    return [f"task.name={spec.task}", f"rollout.max_new_tokens={max_new_tokens}", "sft.enabled=false",
+            "rollout.engine=lean", "model.forward=compact", "rollout.top_p=1.0", "rollout.temperature=1.0",
+            *shape_overrides("model.tiny", spec.model),
+            "train.eval_every=0", "train.checkpoint_every=0", "run.report=false",
+            *[f"task.params.{k}={v}" for k, v in spec.task_params.items()]]
+
+
 def base_overrides(tb: TestbedRL) -> list[str]:
-    """Config overrides that describe the base's task and model (the policy itself is loaded, not built)."""
+    """Config overrides that describe the testbed's base (:func:`spec_overrides` of its spec)."""
     from rollwise.rlvr.base_models import get_spec
 
-    spec = get_spec(tb.base)
-    out = [f"task.name={spec.task}", f"rollout.max_new_tokens={tb.max_new_tokens}", "sft.enabled=false",
-           "rollout.engine=lean", "model.forward=compact", "rollout.top_p=1.0", "rollout.temperature=1.0",
-           f"model.tiny.hidden_size={spec.model.hidden_size}", f"model.tiny.num_layers={spec.model.num_layers}",
-           f"model.tiny.num_heads={spec.model.num_heads}", f"model.tiny.intermediate_size={spec.model.intermediate_size}",
-           f"model.tiny.max_positions={spec.model.max_positions}",
-           "train.eval_every=0", "train.checkpoint_every=0", "run.report=false"]
-    out += [f"task.params.{k}={v}" for k, v in spec.task_params.items()]
-    return out
+    return spec_overrides(get_spec(tb.base), tb.max_new_tokens)
 
 
 def rl_config(tb: TestbedRL, preset: str | None, extra: list[str] | None = None):
