@@ -26,17 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import basis_setup  # noqa: E402
 from _common import RESULTS, bench_parser, publish  # noqa: E402
-from basis_setup import (  # noqa: E402
-    Setting,
-    config,
-    default_lr,
-    initial_policy,
-    task_defaults,
-    task_label,
-    task_line,
-    testbed_setting,
-)
+from basis_setup import Setting, config, initial_policy, task_defaults, testbed_setting  # noqa: E402
 
 #: name -> (preset, extra overrides)
 METHODS: dict[str, tuple[str, list[str]]] = {
@@ -234,16 +226,16 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
         (f" --prompts {args.prompts}" if not args.quick and args.prompts != 64 else "") + \
         (f" --n1-steps {args.n1_steps}" if args.n1_steps > args.steps else "") + \
         (f" --eval-every {args.eval_every}" if not args.quick and args.eval_every != 20 else "") + \
-        (f" --lr {args.lr:g}" if args.lr != default_lr(args.task) else "") + \
+        (f" --lr {args.lr:g}" if args.lr != basis_setup.default_lr(args.task) else "") + \
         "".join(f" --set {s}" for s in args.set or []) + "".join(f" --basis-set {s}" for s in args.basis_set or []) + \
         (f" --methods {args.methods}" if args.methods else "") + \
         (f" --name {args.name}" if not args.name.startswith("policy_compare") else "")
     others = ", ".join(m.split(" ")[0] for m in args.method_names if m != BASIS)
     md = [
-        f"# Policy optimisation on {task_label(args.task)}: BASIS vs {others}", "",
+        f"# Policy optimisation on {basis_setup.task_label(args.task)}: BASIS vs {others}", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min in all on a shared 2-core CPU, {args.threads} torch thread; "
         "wall-clock is inflated by other users' jobs and only comparable inside this run).", "",
-        f"{task_line(args.task, setting)} "
+        f"{basis_setup.task_line(args.task, setting)} "
         f"{args.steps} steps of {args.prompts} prompts (single-rollout methods: {max(args.n1_steps, args.steps)} "
         f"steps), AdamW lr {args.lr:g}, PPO-clip 0.2, one epoch, no KL; "
         f"seeds {args.seeds}. Accuracy = exact expected accuracy on {args.n_eval} held-out prompts.",
@@ -275,7 +267,8 @@ def plots(runs, out: Path, name: str, methods: list[str], task: str) -> None:
             ys = np.mean([runs[s][method]["acc"] for s in seeds], axis=0)
             series[method] = (xs.tolist(), ys.tolist())
         line_plot(out / f"{name}_{'steps' if key == 'step' else key}.png", series, label,
-                  "exact expected test accuracy", title=f"{task_label(task)}, mean over {len(seeds)} seed(s)")
+                  "exact expected test accuracy",
+                  title=f"{basis_setup.task_label(task)}, mean over {len(seeds)} seed(s)")
 
 
 if __name__ == "__main__":
