@@ -82,3 +82,41 @@ def pearson(x: list[float], y: list[float]) -> float:
         return statistics.correlation(x, y)
     except statistics.StatisticsError:  # a constant series
         return float("nan")
+
+
+def reused_results(paths: str | None, here: dict[str, Any], settings_of) -> list[tuple[str, dict[str, Any]]]:
+    """The results files of earlier runs of the same benchmark whose seeds a multi-seed run takes over instead of
+    rerunning them (seeds run one per process or machine, or a run stopped after some seeds), checked first.
+
+    ``paths``: comma-separated ``.json`` files written by the same benchmark; ``here``: this run's settings that
+    must match (every setting but the seeds); ``settings_of(payload)``: the same dict read from a file.
+    Returns ``(path, payload)`` pairs. Raises ``SystemExit`` naming the file and every setting that differs."""
+    from rollwise.report import from_jsonable
+
+    found = []
+    here = json.loads(json.dumps(here))  # compare as JSON reads them back (tuples as lists, int keys as str)
+    for p in (x.strip() for x in (paths or "").split(",") if x.strip()):
+        try:
+            payload = from_jsonable(json.loads(Path(p).read_text()))
+            theirs = settings_of(payload)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"--reuse {p}: not a results file of this benchmark ({type(e).__name__}: {e})") from e
+        diff = sorted(k for k in here.keys() | theirs.keys() if here.get(k) != theirs.get(k))
+        if diff:
+            raise SystemExit(f"--reuse {p}: its settings differ from this run's: " + "; ".join(
+                f"{k} = {theirs.get(k)!r} there, {here.get(k)!r} here" for k in diff))
+        found.append((p, payload))
+    return found
+
+
+def provenance(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Where a reused seed came from: the file (relative to the checkout), its command and its date."""
+    return {"file": relative_paths(str(Path(path).resolve())), "command": payload.get("command"),
+            "date": payload.get("machine", {}).get("date")}
+
+
+def reuse_lines(reused: dict[int, tuple[str, dict[str, Any]]]) -> list[str]:
+    """Markdown lines saying which seeds were taken over from which earlier run (none when nothing was)."""
+    lines = [f"- Seed {s} taken over from `{p['file']}` (`{p['command']}`, {p['date']}); its times are that run's."
+             for s, p in ((s, provenance(*r)) for s, r in sorted(reused.items()))]
+    return ["", *lines] if lines else []

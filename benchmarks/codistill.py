@@ -44,7 +44,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HF_PATH, RESULTS, bench_parser, publish, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    HF_PATH,
+    RESULTS,
+    bench_parser,
+    provenance,
+    publish,
+    reuse_lines,
+    reused_results,
+    write_results,
+)
 
 RUNS = {"grpo_small": None, "grpo_large": None, "cd_a0": 0.0, "cd_a0.5": 0.5, "cd_a1": 1.0}
 #: the benchmark designs (docs/codistill.md). ``add3`` (the default): v2's ADD-3 with SFT-to-band warm starts.
@@ -379,7 +388,18 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--results", default=str(RESULTS), help="folder of the results files")
     out.add_argument("--name", default="",
                      help="results file stem (default codistill[_<is-mode> unless truncated][_quick])")
+    out.add_argument("--reuse", default=None, metavar="FILE[,FILE]",
+                     help="results .json of earlier runs with the same settings: their seeds are taken over, not rerun")
     return ap
+
+
+#: arguments that do not change a seed's result (``--reuse`` ignores them when it compares settings)
+NOT_SETTINGS = ("seeds", "out", "results", "name", "reuse", "scoring_profile")
+
+
+def reuse_settings(payload: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a results file that ``--reuse`` requires to equal this run's."""
+    return {k: v for k, v in payload["args"].items() if k not in NOT_SETTINGS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,11 +439,20 @@ def main(argv: list[str] | None = None) -> int:
     per_seed: dict[int, dict[str, Any]] = {}
     curves: dict[str, list[list[float]]] = {}
     t_all = time.perf_counter()
+    here = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
+    reused = {int(k): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
+                   for k in payload["per_seed"] if int(k) in seeds}
     for seed in seeds:
-        per_seed[seed], kl = run_seed(args, seed)
+        if seed in reused:
+            payload = reused[seed][1]
+            per_seed[seed] = payload["per_seed"][str(seed)]
+            i = [int(x) for x in payload["seeds"]].index(seed)
+            kl = {name: c[i] for name, c in payload["kl_curves"].items()}
+        else:
+            per_seed[seed], kl = run_seed(args, seed)
         for name, c in kl.items():
             curves.setdefault(name, []).append(c)
-        report(args, list(per_seed), per_seed, curves, time.perf_counter() - t_all)  # partial results per seed
+        report(args, list(per_seed), per_seed, curves, time.perf_counter() - t_all, reused)  # partial results per seed
     return 0
 
 
@@ -462,7 +491,7 @@ def setting_line(args) -> str:
             "the seeds where the comparison holds.")
 
 
-def report(args, seeds, per_seed, curves, seconds: float) -> int:
+def report(args, seeds, per_seed, curves, seconds: float, reused: dict | None = None) -> int:
     from rollwise.report import bar_plot, fmt, line_plot, markdown_table
 
     out = Path(args.results)
@@ -535,14 +564,16 @@ def report(args, seeds, per_seed, curves, seconds: float) -> int:
     md = [
         "# CoDistill-GRPO benchmark (our CPU transformer test, docs/codistill.md)", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a 2-core CPU shared with other jobs, 1 torch thread: "
-        "absolute wall-clock numbers are inflated and noisy; the ratios are paired per step).", "",
+        "absolute wall-clock numbers are inflated and noisy; the ratios are paired per step).",
+        *reuse_lines({s: r for s, r in (reused or {}).items() if s in seeds}), "",
         setting_line(args), "",
         "## Acceptance", "", markdown_table(checks), "", "## Means over seeds", "", markdown_table(rows), "",
         "## Per seed", "", markdown_table(seed_rows), "",
         "## Median phase times per step (ms)", "", markdown_table(phase_rows), "",
     ]
     payload = {"args": vars(args), "seeds": seeds, "means": means, "per_seed": per_seed, "checks": checks,
-               "kl_curves": curves, "figures": [str(f) for f in figs]}
+               "kl_curves": curves, "figures": [str(f) for f in figs],
+               "reused": {str(s): provenance(*r) for s, r in (reused or {}).items() if s in seeds}}
     publish(name, payload, "\n".join(md) + "\n", out_dir=out)
     return 0
 

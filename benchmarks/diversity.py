@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HF_PATH, RESULTS, nan_mean, publish  # noqa: E402
+from _common import HF_PATH, RESULTS, nan_mean, provenance, publish, reuse_lines, reused_results  # noqa: E402
 from diversity_bandit import bandit_table  # noqa: E402
 
 #: the benchmark designs (docs/ucpo.md; superseded ones: docs/history/ucpo.md and git). ``make_n`` (the default):
@@ -254,6 +254,13 @@ def warm_screen(seeds: list[int], sft_steps: int, setup: list[str], methods: dic
     return 0
 
 
+def reuse_settings(payload: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a results file that ``--reuse`` requires to equal this run's (all but the seeds)."""
+    one = next(iter(payload["per_seed"].values()))
+    return {"design": payload["design"], "steps": payload["steps"], "sft_steps": payload["sft_steps"],
+            "setup": payload["setup"], "lr": payload["lr"], "methods": sorted(one["methods"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rollwise bench diversity")
     ap.add_argument("--quick", action="store_true", help="1 seed, 40 RL steps, short warm start")
@@ -272,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="folder for json/md/plots (default benchmarks/results)")
     ap.add_argument("--runs", default="runs/bench-diversity", help="scratch folder of the training runs")
+    ap.add_argument("--reuse", default=None, metavar="FILE[,FILE]",
+                    help="results .json of earlier runs with the same settings: their seeds are taken over, not rerun")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
     design = DESIGNS[args.design]
@@ -309,8 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         return warm_screen(seeds, sft_steps, setup, methods, args)
     bandit, bandit_rows, bandit_checks = bandit_section([0, 1, 2])
     eval_prompts = (4 if args.quick else design.get("eval_prompts")) if base else None
-    per_seed = {s: run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads, args.lr, setup, methods,
-                            base=base, eval_prompts=eval_prompts) for s in seeds}
+    here = {"design": args.design, "steps": steps, "sft_steps": sft_steps, "setup": setup, "lr": args.lr,
+            "methods": sorted(methods)}
+    reused = {int(s): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
+              for s in payload["per_seed"] if int(s) in seeds}
+    per_seed = {s: reused[s][1]["per_seed"][str(s)] if s in reused else
+                run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads, args.lr, setup, methods,
+                         base=base, eval_prompts=eval_prompts) for s in seeds}
     means, acceptance = summarise(per_seed)
     means_tr, acceptance_tr = summarise(per_seed, "final_train_targets")
     figures = plot_curves(per_seed, out, name)
@@ -327,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Diversity among correct answers: GRPO vs UCPO", "",
         f"Command: `{command}`  ", f"Seeds {seeds}; {steps} RL steps per method; warm start {sft_steps} SFT steps; "
         f"RL lr {args.lr:g}; wall {wall / 60:.1f} min on a shared 2-core CPU (contended by other jobs, so times are "
-        "inflated several-fold).", "",
+        "inflated several-fold).", *reuse_lines(reused), "",
         "## Tabular bandit (K=60, C=15, G=8, 16 groups/step, lr 0.1, 600 steps, seeds 0-2)", "",
         markdown_table(bandit_rows), "", *[f"- {c}" for c in bandit_checks], "",
         ("## MakeN (3 operands, digits 1-9; held-out targets; 64 samples per target, "
@@ -351,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                "lr": args.lr, "bandit": bandit, "means": means, "warm_start": warm, "acceptance": acceptance,
                "means_train_targets": means_tr, "warm_start_train_targets": warm_tr,
                "acceptance_train_targets": acceptance_tr,
-               "per_seed": {str(k): v for k, v in per_seed.items()}, "wall_seconds": wall, "figures": figures}
+               "per_seed": {str(k): v for k, v in per_seed.items()}, "wall_seconds": wall, "figures": figures,
+               "reused": {str(s): provenance(*r) for s, r in reused.items()}}
     publish(name, payload, "\n".join(md) + "\n", out)
     return 0
 

@@ -88,6 +88,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "base, int8 and int4 arms (benchmarks/quantized_testbed.py)")
     p.add_argument("--out", default=str(RESULTS), help="folder for the json/md/png results")
     p.add_argument("--runs", default="runs/bench-quantized-rollout-v2", help="folder for the training runs")
+    p.add_argument("--reuse", default=None, metavar="FILE[,FILE]",
+                   help="design testbed: results .json of earlier runs with the same settings; their seeds are taken "
+                        "over, not retrained")
     p.set_defaults(**DESIGN)
     if "--quick" in argv:  # smaller defaults; explicit flags still win
         p.set_defaults(seeds="0", steps=30, speed_reps=2)

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, nan_mean, publish  # noqa: E402
+from _common import RESULTS, nan_mean, provenance, publish, reuse_lines, reused_results  # noqa: E402
 from testbed_setup import TestbedRL, load_base, rl_config, testbed  # noqa: E402
 
 #: arm -> (rollout engine, engine params, correction, correction params); the fp32 arm samples through the same
@@ -56,7 +56,35 @@ CURVES = {"mismatch/ess_ratio": "sequence ESS ratio", "mismatch/abs_log_ratio": 
 FINAL = "final/accuracy"
 #: the options of ``rollwise bench quantized-rollout`` that this design reads (the others belong to design v2)
 OPTIONS = ("quick", "seeds", "design", "steps", "prompts", "n", "arms", "threads", "speed_reps", "skip_speed",
-           "skip_train", "out", "runs")
+           "skip_train", "out", "runs", "reuse")
+
+
+def reuse_settings(payload: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a results file that ``--reuse`` requires to equal this run's (all but seeds and arms)."""
+    return {**{k: v for k, v in payload["settings"].items() if k != "seeds"}, "base_key": payload["base_build"]["key"]}
+
+
+def reused_seed(payload: dict[str, Any], seed: int, arms: list[str]
+                ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, dict[int, list[float]]]]]:
+    """One seed's per-arm records and per-length mismatch table from a results file. Files written before the
+    per-seed table was stored hold one seed only, whose table is the pooled one (its bins are re-binned as they
+    are, since each bin's lower edge maps to itself)."""
+    missing = [a for a in arms if str(seed) not in payload["records"].get(a, {})]
+    if missing:
+        raise SystemExit(f"--reuse: seed {seed} of arm(s) {missing} is not in the file ({payload.get('command')})")
+    records = {a: payload["records"][a][str(seed)] for a in arms}
+    if "by_length_per_seed" in payload:
+        return records, {a: {ph: {int(n): v for n, v in t.items()} for ph, t in payload["by_length_per_seed"][a][str(seed)].items()}
+                         for a in arms}
+    if len(next(iter(payload["records"].values()))) != 1:
+        raise SystemExit("--reuse: a file of several seeds without its per-seed length table")
+    table: dict[str, dict[str, dict[int, list[float]]]] = {a: {} for a in arms}
+    for r in payload["by_length"]:
+        if r["arm"] in table:
+            c = r["sequences"]
+            table[r["arm"]].setdefault(r["half"], {})[r["length_lo"]] = [c, r["abs_seq_log_ratio"] * c,
+                                                                        r["mean_abs_token_delta"] * c]
+    return records, table
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -326,10 +354,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     seeds = [int(x) for x in str(s["seeds"]).split(",")]
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in arms}
     by_len: dict[str, dict[str, dict[int, list[float]]]] = {a: {} for a in arms}
+    per_seed_len: dict[str, dict[int, dict[str, dict[int, list[float]]]]] = {a: {} for a in arms}
+    here = {**{k: v for k, v in s.items() if k != "seeds"}, "base_key": build["key"]}
+    reused = {int(k): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
+              for k in next(iter(payload["records"].values())) if int(k) in seeds}
     if not args.skip_train:
         for seed in seeds:
+            old = reused_seed(reused[seed][1], seed, arms) if seed in reused else None
             for arm in arms:
-                runs[arm][seed], table = train_arm(tb, arm, s, seed, base, tok, task, args.threads, runs_dir)
+                if old:
+                    runs[arm][seed], table = old[0][arm], old[1][arm]
+                else:
+                    runs[arm][seed], table = train_arm(tb, arm, s, seed, base, tok, task, args.threads, runs_dir)
+                per_seed_len[arm][seed] = table
                 for phase, rows in table.items():  # pool the seeds
                     pooled = by_len[arm].setdefault(phase, {})
                     for n, (c, a, b) in rows.items():
@@ -348,7 +385,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
           "", f"Base `{s['base']}` ({build['parameters']} parameters, held-out exact V {build['held_out_mean_v']:.3f} "
           f"in build.json); GRPO {s['prompts']} prompts x {s['n']}, lr {tb.lr:g}, {s['steps']} steps, seeds "
           f"{seeds}; accuracy = exact V(x) = pi(trace | x) of the fp32 policy on {s['final_prompts']} held-out "
-          "prompts (train_acc_mean: the same on training prompts).", ""]
+          "prompts (train_acc_mean: the same on training prompts).", *reuse_lines(reused), ""]
     if checks:
         md += ["## Acceptance", "", markdown_table(checks), ""]
     if speed:
@@ -362,6 +399,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     payload = {"command": command, "design": "testbed", "settings": s, "threads": args.threads,
                "base_build": {k: build[k] for k in ("name", "key", "parameters", "held_out_mean_v")},
                "wall_seconds": wall, "speed": speed, "arms": rows, "acceptance": checks, "by_length": lengths,
-               "figures": figs, "records": {a: {str(k): v for k, v in r.items()} for a, r in runs.items()}}
+               "figures": figs, "records": {a: {str(k): v for k, v in r.items()} for a, r in runs.items()},
+               "by_length_per_seed": per_seed_len, "reused": {str(k): provenance(*r) for k, r in reused.items()}}
     publish(stem, payload, "\n".join(md) + "\n", out)
     return 0

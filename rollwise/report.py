@@ -115,6 +115,17 @@ def to_jsonable(x: Any) -> Any:
     return x
 
 
+def from_jsonable(x: Any) -> Any:
+    """The inverse of ``to_jsonable`` for non-finite floats: ``"nan"``, ``"inf"`` and ``"-inf"`` read back as floats."""
+    if isinstance(x, str) and x in ("nan", "inf", "-inf"):
+        return float(x)
+    if isinstance(x, dict):
+        return {k: from_jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [from_jsonable(v) for v in x]
+    return x
+
+
 def fmt(x: Any, digits: int = 3) -> str:
     """Format a number (or anything) for a table cell."""
     if x is None:

@@ -1,6 +1,7 @@
 import json
+import math
 
-from rollwise.report import ReproReport, line_plot, markdown_table
+from rollwise.report import ReproReport, from_jsonable, line_plot, markdown_table, to_jsonable
 
 
 def test_repro_report_writes_markdown_and_json(tmp_path):
@@ -22,3 +23,10 @@ def test_repro_report_writes_markdown_and_json(tmp_path):
 def test_markdown_table_union_of_columns():
     t = markdown_table([{"a": 1}, {"b": 2.5}])
     assert t.splitlines()[0] == "| a | b |"
+
+
+def test_non_finite_floats_survive_a_json_round_trip():
+    x = {"a": [float("nan"), 1.5, float("inf")], "b": {"c": float("-inf"), "d": "text"}}
+    back = from_jsonable(json.loads(json.dumps(to_jsonable(x))))
+    assert math.isnan(back["a"][0]) and back["a"][1:] == [1.5, math.inf]
+    assert back["b"] == {"c": -math.inf, "d": "text"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from rollwise.cli import load_benchmark
 from rollwise.rlvr.base_models import BASES
 
@@ -39,6 +41,19 @@ def test_quantized_rollout_testbed_quick(tmp_path, monkeypatch):
     targets = [c["target"] for c in data["acceptance"]]
     assert "int4 AIS at or above TIS" in targets and "int8 AIS final exact V within 1 point of fp32 (or above)" in targets
 
+    # --reuse takes the seed over from the file instead of training it again: the same tables, its source named
+    again = tmp_path / "again"
+    assert bench.main(["--design", "testbed", "--quick", "--skip-speed", "--out", str(again),
+                       "--reuse", str(tmp_path / "quantized_rollout_testbed_quick.json")]) == 0
+    redo = json.loads((again / "quantized_rollout_testbed_quick.json").read_text())
+    assert redo["arms"] == data["arms"] and redo["by_length"] == data["by_length"]
+    assert redo["acceptance"] == [c for c in data["acceptance"] if "speedup" not in c["target"]]  # --skip-speed
+    assert set(redo["reused"]) == {"0"}
+    assert "taken over from" in (again / "quantized_rollout_testbed_quick.md").read_text()
+    with pytest.raises(SystemExit, match="steps = 4 there, 3 here"):
+        bench.main(["--design", "testbed", "--quick", "--steps", "3", "--skip-speed", "--out", str(again),
+                    "--reuse", str(tmp_path / "quantized_rollout_testbed_quick.json")])
+
 
 def test_codistill_testbed_quick(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -54,6 +69,16 @@ def test_codistill_testbed_quick(tmp_path, monkeypatch):
     assert "precondition: large base pass@1 >= 2x small base pass@1" in crit
     assert crit["wall-clock saving per step, whole step (both models) vs GRPO-large step"]["target"] == ">= 0.18"
     assert data["per_seed"]["0"]["cd_a1"]["large_generated_tokens"] == 0
+
+    again = tmp_path / "again"  # --reuse: the seed taken over, the same tables
+    assert bench.main(["--design", "testbed", "--quick", "--results", str(again),
+                       "--reuse", str(tmp_path / "codistill_testbed_quick.json")]) == 0
+    redo = json.loads((again / "codistill_testbed_quick.json").read_text())
+    assert (redo["per_seed"], redo["checks"], redo["kl_curves"]) == (data["per_seed"], data["checks"], data["kl_curves"])
+    assert set(redo["reused"]) == {"0"}
+    with pytest.raises(SystemExit, match="is_mode = 'truncated' there, 'ppo_clip' here"):
+        bench.main(["--design", "testbed", "--quick", "--is-mode", "ppo_clip", "--results", str(again),
+                    "--reuse", str(tmp_path / "codistill_testbed_quick.json")])
 
 
 def test_options_of_the_other_design_are_refused(capsys):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from rollwise.cli import load_benchmark
 
 
@@ -49,3 +51,13 @@ def test_diversity_testbed_design(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "diversity_testbed_quick.json").read_text())
     assert data["design"] == "testbed" and set(data["means"]) == {"GRPO", "UCPO tau=0.5 seq-logp"}
     assert data["lr"] == 3e-5 and "task.name=countdown_steps" in data["setup"]
+
+    # --reuse: the seed is taken over (NaN metrics included), and a file of another method set is refused
+    first = str(tmp_path / "diversity_testbed_quick.json")
+    again = tmp_path / "again"
+    assert bench.main(["--quick", "--design", "testbed", "--steps", "2", "--methods", "UCPO tau=0.5 seq-logp",
+                       "--out", str(again), "--runs", str(tmp_path / "runs"), "--reuse", first]) == 0
+    redo = json.loads((again / "diversity_testbed_quick.json").read_text())
+    assert (redo["per_seed"], redo["means"]) == (data["per_seed"], data["means"]) and set(redo["reused"]) == {"0"}
+    with pytest.raises(SystemExit, match="methods"):
+        bench.main(["--quick", "--design", "testbed", "--steps", "2", "--out", str(again), "--reuse", first])
