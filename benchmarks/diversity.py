@@ -258,7 +258,16 @@ def reuse_settings(payload: dict[str, Any]) -> dict[str, Any]:
     """The settings of a results file that ``--reuse`` requires to equal this run's (all but the seeds)."""
     one = next(iter(payload["per_seed"].values()))
     return {"design": payload["design"], "steps": payload["steps"], "sft_steps": payload["sft_steps"],
-            "setup": payload["setup"], "lr": payload["lr"], "methods": sorted(one["methods"])}
+            "setup": resolved(payload["setup"]), "lr": payload["lr"], "methods": sorted(one["methods"])}
+
+
+def resolved(setup: list[str]) -> dict[str, Any]:
+    """The run configuration that a setup's overrides resolve to (two spellings of one setup compare equal)."""
+    import dataclasses
+
+    from rollwise.rlvr.run_config import resolve_config
+
+    return dataclasses.asdict(resolve_config(overrides=setup))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         return warm_screen(seeds, sft_steps, setup, methods, args)
     bandit, bandit_rows, bandit_checks = bandit_section([0, 1, 2])
     eval_prompts = (4 if args.quick else design.get("eval_prompts")) if base else None
-    here = {"design": args.design, "steps": steps, "sft_steps": sft_steps, "setup": setup, "lr": args.lr,
+    here = {"design": args.design, "steps": steps, "sft_steps": sft_steps, "setup": resolved(setup), "lr": args.lr,
             "methods": sorted(methods)}
     reused = {int(s): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
               for s in payload["per_seed"] if int(s) in seeds}
