@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import basis_setup  # noqa: E402
-from _common import RESULTS, bench_parser, publish  # noqa: E402
+from _common import RESULTS, bench_parser, provenance, publish, reuse_lines, reused_results  # noqa: E402
 from basis_setup import Setting, config, initial_policy, task_defaults, testbed_setting  # noqa: E402
 
 #: name -> (preset, extra overrides)
@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(default all; the first, second and fourth always run)")
     ap.add_argument("--name", default=None, help="results file name")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--reuse", default=None, metavar="FILE[,FILE]",
+                    help="results .json of earlier runs with the same settings: their seeds are taken over, not rerun")
     args = ap.parse_args(argv)
     args.method_names = chosen_methods(args.methods)
     task_defaults(args, "policy_compare")
@@ -169,21 +171,36 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     policy0, tokenizer, task = initial_policy(setting)
     args.n_eval = min(len(task.examples("test")), config(setting, "basis").train.eval_prompts)
-    basis_state = offline_stage(setting, args, policy0, tokenizer, task)
-    runs = {}
+    here = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
+    reused = {int(k): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
+              for k in payload["runs"] if int(k) in seeds}
+    runs = {s: reused[s][1]["runs"][str(s)] for s in seeds if s in reused}
+    # the offline stage runs in this invocation only when a seed is trained here
+    basis_state = offline_stage(setting, args, policy0, tokenizer, task) if len(runs) < len(seeds) else None
+    offline = basis_state["offline"] if basis_state else next(iter(reused.values()))[1]["offline"]
     raw = Path("runs/bench-policy") / f"{args.name}-raw.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        runs[seed] = run_seed(setting, seed, args, policy0, tokenizer, task, basis_state)
-        raw.write_text(json.dumps({str(k): v for k, v in runs.items()}))  # kept if a later seed fails
+        if seed not in runs:
+            runs[seed] = run_seed(setting, seed, args, policy0, tokenizer, task, basis_state)
+            raw.write_text(json.dumps({str(k): v for k, v in runs.items()}))  # kept if a later seed fails
     seconds = time.perf_counter() - t_start
-    payload, md = summarise(runs, seeds, args, setting, basis_state["offline"], seconds)
+    payload, md = summarise({s: runs[s] for s in seeds}, seeds, args, setting, offline, seconds, reused)
     plots(runs, Path(args.out), args.name, args.method_names, args.task)
     publish(args.name, payload, md, Path(args.out))
     return 0
 
 
-def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
+#: arguments that do not change a seed's result (``--reuse`` ignores them when it compares settings)
+NOT_SETTINGS = ("seeds", "name", "out", "reuse")
+
+
+def reuse_settings(payload: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a results file that ``--reuse`` requires to equal this run's."""
+    return {k: v for k, v in payload["args"].items() if k not in NOT_SETTINGS}
+
+
+def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tuple[dict, str]:
     from rollwise.report import markdown_table
 
     rows, per_seed, checks = [], [], []
@@ -240,7 +257,8 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
         f"steps), AdamW lr {args.lr:g}, PPO-clip 0.2, one epoch, no KL; "
         f"seeds {args.seeds}. Accuracy = exact expected accuracy on {args.n_eval} held-out prompts.",
         f"BASIS offline stage (counted in its wall-clock and rollouts): {int(offline['rollouts'])} rollouts in "
-        f"{offline['seconds']:.0f} s.", "",
+        + ", ".join(f"{runs[s][BASIS]['wall'][0]:.0f}" for s in seeds) + " s (per seed, timed in the seed's run).",
+        *reuse_lines(reused or {}), "",
         "## Summary (mean over seeds)", "", markdown_table(rows), "",
         "## Final accuracy per seed", "", markdown_table(per_seed), "",
         "## Targets", "",
@@ -251,7 +269,8 @@ def summarise(runs, seeds, args, setting, offline, seconds) -> tuple[dict, str]:
         f"![accuracy vs rollouts]({args.name}_rollouts.png)", ""]
     payload = {"command": cmd, "setting": setting.__dict__, "args": vars(args), "offline": offline,
                "runs": {str(s): runs[s] for s in seeds}, "summary": rows, "targets": checks,
-               "basis_beats_rpp_seeds": wins, "basis_fast_seeds": fast, "seconds": seconds}
+               "basis_beats_rpp_seeds": wins, "basis_fast_seeds": fast, "seconds": seconds,
+               "reused": {str(s): provenance(*r) for s, r in (reused or {}).items()}}
     return payload, "\n".join(md)
 
 

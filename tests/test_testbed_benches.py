@@ -42,6 +42,20 @@ def test_policy_on_testbed(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "policy_compare_column_arith_ci.json").read_text())
     assert "--task column-arith-ci" in data["command"]
 
+    # a second seed run on its own, then both merged by --reuse: nothing retrained, the same per-seed curves
+    seed1 = tmp_path / "s1"
+    common = ["--task", "column-arith-ci", "--steps", "2", "--prompts", "8", "--eval-every", "1"]
+    assert bench.main([*common, "--seeds", "1", "--out", str(seed1)]) == 0
+    both = tmp_path / "both"
+    files = f"{tmp_path / 'policy_compare_column_arith_ci.json'},{seed1 / 'policy_compare_column_arith_ci.json'}"
+    assert bench.main([*common, "--seeds", "0,1", "--out", str(both), "--reuse", files]) == 0
+    merged = json.loads((both / "policy_compare_column_arith_ci.json").read_text())
+    one = json.loads((seed1 / "policy_compare_column_arith_ci.json").read_text())
+    assert merged["runs"] == {"0": data["runs"]["0"], "1": one["runs"]["1"]} and set(merged["reused"]) == {"0", "1"}
+    with pytest.raises(SystemExit, match="prompts"):
+        bench.main(["--task", "column-arith-ci", "--steps", "2", "--prompts", "4", "--eval-every", "1",
+                    "--seeds", "0", "--out", str(both), "--reuse", files])
+
 
 def test_diversity_testbed_design(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
