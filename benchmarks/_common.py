@@ -117,6 +117,8 @@ def provenance(path: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 def reuse_lines(reused: dict[int, tuple[str, dict[str, Any]]]) -> list[str]:
     """Markdown lines saying which seeds were taken over from which earlier run (none when nothing was)."""
-    lines = [f"- Seed {s} taken over from `{p['file']}` (`{p['command']}`, {p['date']}); its times are that run's."
+    lines = [f"- Seed {s} taken over from `{p['file']}` ("
+             + (f"`{p['command']}`" if p["command"] else "its command is not in the file")
+             + f", {p['date']}); its times are that run's."
              for s, p in ((s, provenance(*r)) for s, r in sorted(reused.items()))]
     return ["", *lines] if lines else []

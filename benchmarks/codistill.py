@@ -571,7 +571,7 @@ def report(args, seeds, per_seed, curves, seconds: float, reused: dict | None = 
         "## Per seed", "", markdown_table(seed_rows), "",
         "## Median phase times per step (ms)", "", markdown_table(phase_rows), "",
     ]
-    payload = {"args": vars(args), "seeds": seeds, "means": means, "per_seed": per_seed, "checks": checks,
+    payload = {"command": cmd, "args": vars(args), "seeds": seeds, "means": means, "per_seed": per_seed, "checks": checks,
                "kl_curves": curves, "figures": [str(f) for f in figs],
                "reused": {str(s): provenance(*r) for s, r in (reused or {}).items() if s in seeds}}
     publish(name, payload, "\n".join(md) + "\n", out_dir=out)
