@@ -84,16 +84,18 @@ def pearson(x: list[float], y: list[float]) -> float:
         return float("nan")
 
 
-def reused_results(paths: str | None, here: dict[str, Any], settings_of) -> list[tuple[str, dict[str, Any]]]:
-    """The results files of earlier runs of the same benchmark whose seeds a multi-seed run takes over instead of
-    rerunning them (seeds run one per process or machine, or a run stopped after some seeds), checked first.
+def reused_results(paths: str | None, here: dict[str, Any], settings_of, seeds_of, wanted: list[int]
+                   ) -> dict[int, tuple[str, dict[str, Any]]]:
+    """The seeds of ``wanted`` that earlier runs of the same benchmark already ran, to be taken over instead of
+    rerun (seeds run one per process or machine, or a run stopped after some seeds), each file checked first.
 
     ``paths``: comma-separated ``.json`` files written by the same benchmark; ``here``: this run's settings that
-    must match (every setting but the seeds); ``settings_of(payload)``: the same dict read from a file.
-    Returns ``(path, payload)`` pairs. Raises ``SystemExit`` naming the file and every setting that differs."""
+    must match (every setting but the seeds); ``settings_of(payload)``: the same dict read from a file;
+    ``seeds_of(payload)``: the seeds a file holds (as its keys are written). Returns seed -> ``(path, payload)``.
+    Raises ``SystemExit`` naming the file and every setting that differs."""
     from rollwise.report import from_jsonable
 
-    found = []
+    found: dict[int, tuple[str, dict[str, Any]]] = {}
     here = json.loads(json.dumps(here))  # compare as JSON reads them back (tuples as lists, int keys as str)
     for p in (x.strip() for x in (paths or "").split(",") if x.strip()):
         try:
@@ -105,20 +107,20 @@ def reused_results(paths: str | None, here: dict[str, Any], settings_of) -> list
         if diff:
             raise SystemExit(f"--reuse {p}: its settings differ from this run's: " + "; ".join(
                 f"{k} = {theirs.get(k)!r} there, {here.get(k)!r} here" for k in diff))
-        found.append((p, payload))
+        found.update({int(k): (p, payload) for k in seeds_of(payload) if int(k) in wanted})
     return found
 
 
-def provenance(path: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Where a reused seed came from: the file (relative to the checkout), its command and its date."""
-    return {"file": relative_paths(str(Path(path).resolve())), "command": payload.get("command"),
-            "date": payload.get("machine", {}).get("date")}
+def provenances(reused: dict[int, tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Where each reused seed came from: the file (relative to the checkout), its command and its date."""
+    return {str(s): {"file": relative_paths(str(Path(path).resolve())), "command": payload.get("command"),
+                     "date": payload.get("machine", {}).get("date")} for s, (path, payload) in sorted(reused.items())}
 
 
-def reuse_lines(reused: dict[int, tuple[str, dict[str, Any]]]) -> list[str]:
-    """Markdown lines saying which seeds were taken over from which earlier run (none when nothing was)."""
+def reuse_lines(prov: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines saying which seeds were taken over from which earlier run (``provenances``; none when
+    nothing was)."""
     lines = [f"- Seed {s} taken over from `{p['file']}` ("
              + (f"`{p['command']}`" if p["command"] else "its command is not in the file")
-             + f", {p['date']}); its times are that run's."
-             for s, p in ((s, provenance(*r)) for s, r in sorted(reused.items()))]
+             + f", {p['date']}); its times are that run's." for s, p in prov.items()]
     return ["", *lines] if lines else []

@@ -48,7 +48,7 @@ from _common import (  # noqa: E402
     HF_PATH,
     RESULTS,
     bench_parser,
-    provenance,
+    provenances,
     publish,
     reuse_lines,
     reused_results,
@@ -397,9 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
 NOT_SETTINGS = ("seeds", "out", "results", "name", "reuse", "scoring_profile")
 
 
-def reuse_settings(payload: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a results file that ``--reuse`` requires to equal this run's."""
-    return {k: v for k, v in payload["args"].items() if k not in NOT_SETTINGS}
+def reuse_settings(run_args: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a run (its ``vars(args)``, or a results file's ``args``) that ``--reuse`` requires to equal."""
+    return {k: v for k, v in run_args.items() if k not in NOT_SETTINGS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -439,9 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     per_seed: dict[int, dict[str, Any]] = {}
     curves: dict[str, list[list[float]]] = {}
     t_all = time.perf_counter()
-    here = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
-    reused = {int(k): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
-                   for k in payload["per_seed"] if int(k) in seeds}
+    reused = reused_results(args.reuse, reuse_settings(vars(args)), lambda p: reuse_settings(p["args"]),
+                            lambda p: p["per_seed"], seeds)
     for seed in seeds:
         if seed in reused:
             payload = reused[seed][1]
@@ -494,6 +493,7 @@ def setting_line(args) -> str:
 def report(args, seeds, per_seed, curves, seconds: float, reused: dict | None = None) -> int:
     from rollwise.report import bar_plot, fmt, line_plot, markdown_table
 
+    prov = provenances({s: r for s, r in (reused or {}).items() if s in seeds})  # the seeds reported so far
     out = Path(args.results)
     # one naming rule: the script, then the variant (a non-default large-model update), then _quick
     name = args.name or ("codistill" + ("" if args.design == "add3" else f"_{args.design}")
@@ -565,7 +565,7 @@ def report(args, seeds, per_seed, curves, seconds: float, reused: dict | None = 
         "# CoDistill-GRPO benchmark (our CPU transformer test, docs/codistill.md)", "",
         f"Command: `{cmd}` ({seconds / 60:.1f} min on a 2-core CPU shared with other jobs, 1 torch thread: "
         "absolute wall-clock numbers are inflated and noisy; the ratios are paired per step).",
-        *reuse_lines({s: r for s, r in (reused or {}).items() if s in seeds}), "",
+        *reuse_lines(prov), "",
         setting_line(args), "",
         "## Acceptance", "", markdown_table(checks), "", "## Means over seeds", "", markdown_table(rows), "",
         "## Per seed", "", markdown_table(seed_rows), "",
@@ -573,7 +573,7 @@ def report(args, seeds, per_seed, curves, seconds: float, reused: dict | None = 
     ]
     payload = {"command": cmd, "args": vars(args), "seeds": seeds, "means": means, "per_seed": per_seed, "checks": checks,
                "kl_curves": curves, "figures": [str(f) for f in figs],
-               "reused": {str(s): provenance(*r) for s, r in (reused or {}).items() if s in seeds}}
+               "reused": prov}
     publish(name, payload, "\n".join(md) + "\n", out_dir=out)
     return 0
 

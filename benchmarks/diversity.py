@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HF_PATH, RESULTS, nan_mean, provenance, publish, reuse_lines, reused_results  # noqa: E402
+from _common import HF_PATH, RESULTS, nan_mean, provenances, publish, reuse_lines, reused_results  # noqa: E402
 from diversity_bandit import bandit_table  # noqa: E402
 
 #: the benchmark designs (docs/ucpo.md; superseded ones: docs/history/ucpo.md and git). ``make_n`` (the default):
@@ -329,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_prompts = (4 if args.quick else design.get("eval_prompts")) if base else None
     here = {"design": args.design, "steps": steps, "sft_steps": sft_steps, "setup": resolved(setup), "lr": args.lr,
             "methods": sorted(methods)}
-    reused = {int(s): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
-              for s in payload["per_seed"] if int(s) in seeds}
+    reused = reused_results(args.reuse, here, reuse_settings, lambda p: p["per_seed"], seeds)
+    prov = provenances(reused)
     per_seed = {s: reused[s][1]["per_seed"][str(s)] if s in reused else
                 run_seed(s, steps, sft_steps, eval_every, Path(args.runs), args.threads, args.lr, setup, methods,
                          base=base, eval_prompts=eval_prompts) for s in seeds}
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Diversity among correct answers: GRPO vs UCPO", "",
         f"Command: `{command}`  ", f"Seeds {seeds}; {steps} RL steps per method; warm start {sft_steps} SFT steps; "
         f"RL lr {args.lr:g}; wall {wall / 60:.1f} min on a shared 2-core CPU (contended by other jobs, so times are "
-        "inflated several-fold).", *reuse_lines(reused), "",
+        "inflated several-fold).", *reuse_lines(prov), "",
         "## Tabular bandit (K=60, C=15, G=8, 16 groups/step, lr 0.1, 600 steps, seeds 0-2)", "",
         markdown_table(bandit_rows), "", *[f"- {c}" for c in bandit_checks], "",
         ("## MakeN (3 operands, digits 1-9; held-out targets; 64 samples per target, "
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                "means_train_targets": means_tr, "warm_start_train_targets": warm_tr,
                "acceptance_train_targets": acceptance_tr,
                "per_seed": {str(k): v for k, v in per_seed.items()}, "wall_seconds": wall, "figures": figures,
-               "reused": {str(s): provenance(*r) for s, r in reused.items()}}
+               "reused": prov}
     publish(name, payload, "\n".join(md) + "\n", out)
     return 0
 

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import basis_setup  # noqa: E402
-from _common import RESULTS, bench_parser, provenance, publish, reuse_lines, reused_results  # noqa: E402
+from _common import RESULTS, bench_parser, provenances, publish, reuse_lines, reused_results  # noqa: E402
 from basis_setup import Setting, config, initial_policy, task_defaults, testbed_setting  # noqa: E402
 
 #: name -> (preset, extra overrides)
@@ -171,9 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     policy0, tokenizer, task = initial_policy(setting)
     args.n_eval = min(len(task.examples("test")), config(setting, "basis").train.eval_prompts)
-    here = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
-    reused = {int(k): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
-              for k in payload["runs"] if int(k) in seeds}
+    reused = reused_results(args.reuse, reuse_settings(vars(args)), lambda p: reuse_settings(p["args"]),
+                            lambda p: p["runs"], seeds)
     runs = {s: reused[s][1]["runs"][str(s)] for s in seeds if s in reused}
     # the offline stage runs in this invocation only when a seed is trained here
     basis_state = offline_stage(setting, args, policy0, tokenizer, task) if len(runs) < len(seeds) else None
@@ -195,14 +194,15 @@ def main(argv: list[str] | None = None) -> int:
 NOT_SETTINGS = ("seeds", "name", "out", "reuse")
 
 
-def reuse_settings(payload: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a results file that ``--reuse`` requires to equal this run's."""
-    return {k: v for k, v in payload["args"].items() if k not in NOT_SETTINGS}
+def reuse_settings(run_args: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a run (its ``vars(args)``, or a results file's ``args``) that ``--reuse`` requires to equal."""
+    return {k: v for k, v in run_args.items() if k not in NOT_SETTINGS}
 
 
 def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tuple[dict, str]:
     from rollwise.report import markdown_table
 
+    prov = provenances(reused or {})
     rows, per_seed, checks = [], [], []
     for name in args.method_names:
         finals = [at_step(runs[s][name], args.steps) for s in seeds]
@@ -258,7 +258,7 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tupl
         f"seeds {args.seeds}. Accuracy = exact expected accuracy on {args.n_eval} held-out prompts.",
         f"BASIS offline stage (counted in its wall-clock and rollouts): {int(offline['rollouts'])} rollouts in "
         + ", ".join(f"{runs[s][BASIS]['wall'][0]:.0f}" for s in seeds) + " s (per seed, timed in the seed's run).",
-        *reuse_lines(reused or {}), "",
+        *reuse_lines(prov), "",
         "## Summary (mean over seeds)", "", markdown_table(rows), "",
         "## Final accuracy per seed", "", markdown_table(per_seed), "",
         "## Targets", "",
@@ -270,7 +270,7 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tupl
     payload = {"command": cmd, "setting": setting.__dict__, "args": vars(args), "offline": offline,
                "runs": {str(s): runs[s] for s in seeds}, "summary": rows, "targets": checks,
                "basis_beats_rpp_seeds": wins, "basis_fast_seeds": fast, "seconds": seconds,
-               "reused": {str(s): provenance(*r) for s, r in (reused or {}).items()}}
+               "reused": prov}
     return payload, "\n".join(md)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, nan_mean, provenance, publish, reuse_lines, reused_results  # noqa: E402
+from _common import RESULTS, nan_mean, provenances, publish, reuse_lines, reused_results  # noqa: E402
 from testbed_setup import TestbedRL, load_base, rl_config, testbed  # noqa: E402
 
 #: arm -> (rollout engine, engine params, correction, correction params); the fp32 arm samples through the same
@@ -356,8 +356,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     by_len: dict[str, dict[str, dict[int, list[float]]]] = {a: {} for a in arms}
     per_seed_len: dict[str, dict[int, dict[str, dict[int, list[float]]]]] = {a: {} for a in arms}
     here = {**{k: v for k, v in s.items() if k != "seeds"}, "base_key": build["key"]}
-    reused = {int(k): (path, payload) for path, payload in reused_results(args.reuse, here, reuse_settings)
-              for k in next(iter(payload["records"].values())) if int(k) in seeds}
+    reused = reused_results(args.reuse, here, reuse_settings, lambda p: next(iter(p["records"].values())), seeds)
+    prov = provenances(reused)
     if not args.skip_train:
         for seed in seeds:
             old = reused_seed(reused[seed][1], seed, arms) if seed in reused else None
@@ -385,7 +385,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
           "", f"Base `{s['base']}` ({build['parameters']} parameters, held-out exact V {build['held_out_mean_v']:.3f} "
           f"in build.json); GRPO {s['prompts']} prompts x {s['n']}, lr {tb.lr:g}, {s['steps']} steps, seeds "
           f"{seeds}; accuracy = exact V(x) = pi(trace | x) of the fp32 policy on {s['final_prompts']} held-out "
-          "prompts (train_acc_mean: the same on training prompts).", *reuse_lines(reused), ""]
+          "prompts (train_acc_mean: the same on training prompts).", *reuse_lines(prov), ""]
     if checks:
         md += ["## Acceptance", "", markdown_table(checks), ""]
     if speed:
@@ -400,6 +400,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                "base_build": {k: build[k] for k in ("name", "key", "parameters", "held_out_mean_v")},
                "wall_seconds": wall, "speed": speed, "arms": rows, "acceptance": checks, "by_length": lengths,
                "figures": figs, "records": {a: {str(k): v for k, v in r.items()} for a, r in runs.items()},
-               "by_length_per_seed": per_seed_len, "reused": {str(k): provenance(*r) for k, r in reused.items()}}
+               "by_length_per_seed": per_seed_len, "reused": prov}
     publish(stem, payload, "\n".join(md) + "\n", out)
     return 0
