@@ -2,7 +2,7 @@
 low-precision rollouts and their corrections on the column-arithmetic testbed, whose written-out traces are
 23-45 tokens long.
 
-    rollwise bench quantized-rollout --design testbed            # 3 seeds x 7 arms + rollout speed
+    rollwise bench quantized-rollout --design testbed            # 3 seeds x 9 arms + rollout speed
     rollwise bench quantized-rollout --design testbed --quick    # the CI base, 1 seed, a few steps
 
 Every arm starts from the same base (``rollwise base build column-arith``; ``--quick``: ``column-arith-ci``) and
@@ -40,6 +40,9 @@ ARMS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
     "int4-tis": ("quantized", {"fmt": "int4"}, "tis", {"level": "token", "cap": 2.0}),
     "int4-mis": ("quantized", {"fmt": "int4"}, "mis", {"level": "sequence", "upper": 2.0}),
     "int4-ais": ("quantized", {"fmt": "int4"}, "ais", {}),
+    # design amendment "testbed-seq" (docs/ais.md): AIS's severity read on the sequence log-ratio
+    "int8-ais-seq": ("quantized", {"fmt": "int8"}, "ais", {"severity": "sequence"}),
+    "int4-ais-seq": ("quantized", {"fmt": "int4"}, "ais", {"severity": "sequence"}),
 }
 #: the registered design (docs/ais.md); ``--quick`` swaps in the CI base and the quick sizes
 DESIGN: dict[str, Any] = {"base": "column-arith", "steps": 80, "prompts": 16, "n": 8, "eval_every": 10,
@@ -66,12 +69,11 @@ def reuse_settings(payload: dict[str, Any]) -> dict[str, Any]:
 
 def reused_seed(payload: dict[str, Any], seed: int, arms: list[str]
                 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, dict[int, list[float]]]]]:
-    """One seed's per-arm records and per-length mismatch table from a results file. Files written before the
-    per-seed table was stored hold one seed only, whose table is the pooled one (its bins are re-binned as they
-    are, since each bin's lower edge maps to itself)."""
-    missing = [a for a in arms if str(seed) not in payload["records"].get(a, {})]
-    if missing:
-        raise SystemExit(f"--reuse: seed {seed} of arm(s) {missing} is not in the file ({payload.get('command')})")
+    """One seed's per-arm records and per-length mismatch table from a results file, for the ``arms`` the file
+    holds (the others are trained by this run). Files written before the per-seed table was stored hold one seed
+    only, whose table is the pooled one (its bins are re-binned as they are, since each bin's lower edge maps to
+    itself)."""
+    arms = [a for a in arms if str(seed) in payload["records"].get(a, {})]
     records = {a: payload["records"][a][str(seed)] for a in arms}
     if "by_length_per_seed" in payload:
         return records, {a: {ph: {int(n): v for n, v in t.items()} for ph, t in payload["by_length_per_seed"][a][str(seed)].items()}
@@ -261,21 +263,23 @@ def acceptance(rows: list[dict[str, Any]], runs: dict[str, dict[int, list[dict[s
     by = {r["arm"]: r for r in rows}
     out: list[dict[str, Any]] = []
     seeds = sorted(next(iter(runs.values())))
+    ref = by.get("fp32")
     for fmt in ("int4", "int8"):
-        ais, ref = by.get(f"{fmt}-ais"), by.get("fp32")
-        if ais and ref:
-            gap = ais["acc_mean"] - ref["acc_mean"]
-            ok = sum(runs[f"{fmt}-ais"][s] and _final(runs[f"{fmt}-ais"][s], FINAL)
-                     >= _final(runs["fp32"][s], FINAL) - 0.01 for s in seeds)
-            out.append({"target": f"{fmt} AIS final exact V within 1 point of fp32 (or above)",
-                        "measured": f"AIS {ais['acc_mean']:.4f} vs fp32 {ref['acc_mean']:.4f} ({100 * gap:+.2f} "
-                                    f"points; {ok}/{len(seeds)} seeds)", "met": gap >= -0.01})
-        for other in ("tis", "mis"):
-            o = by.get(f"{fmt}-{other}")
-            if ais and o:
-                out.append({"target": f"{fmt} AIS at or above {other.upper()}",
-                            "measured": f"AIS {ais['acc_mean']:.4f} vs {other.upper()} {o['acc_mean']:.4f}",
-                            "met": ais["acc_mean"] >= o["acc_mean"]})
+        for variant, label in (("ais", "AIS"), ("ais-seq", "AIS (sequence severity)")):
+            arm = f"{fmt}-{variant}"
+            if (ais := by.get(arm)) is None:
+                continue
+            if ref:
+                gap = ais["acc_mean"] - ref["acc_mean"]
+                ok = sum(_final(runs[arm][s], FINAL) >= _final(runs["fp32"][s], FINAL) - 0.01 for s in seeds)
+                out.append({"target": f"{fmt} {label} final exact V within 1 point of fp32 (or above)",
+                            "measured": f"{ais['acc_mean']:.4f} vs fp32 {ref['acc_mean']:.4f} ({100 * gap:+.2f} "
+                                        f"points; {ok}/{len(seeds)} seeds)", "met": gap >= -0.01})
+            for other in ("tis", "mis"):
+                if o := by.get(f"{fmt}-{other}"):
+                    out.append({"target": f"{fmt} {label} at or above {other.upper()}",
+                                "measured": f"{ais['acc_mean']:.4f} vs {other.upper()} {o['acc_mean']:.4f}",
+                                "met": ais["acc_mean"] >= o["acc_mean"]})
         none = by.get(f"{fmt}-none")
         if none and ref:
             out.append({"target": f"{fmt} uncorrected falls behind fp32 (by > 1 point)",
@@ -283,7 +287,7 @@ def acceptance(rows: list[dict[str, Any]], runs: dict[str, dict[int, list[dict[s
                                     f"steps {none['abs_delta_first10']:.4f} / {none['abs_delta_last10']:.4f}; ESS "
                                     f"{none['ess_first10']:.3f} / {none['ess_last10']:.3f}",
                         "met": none["acc_mean"] < ref["acc_mean"] - 0.01})
-    if ref := by.get("fp32"):
+    if ref:
         out.append({"target": "fp32 reference: mismatch stays at kernel noise (mean |delta| < 1e-4)",
                     "measured": f"{max(ref['abs_delta_first10'], ref['abs_delta_last10']):.1e}",
                     "met": max(ref["abs_delta_first10"], ref["abs_delta_last10"]) < 1e-4})
@@ -362,7 +366,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         for seed in seeds:
             old = reused_seed(reused[seed][1], seed, arms) if seed in reused else None
             for arm in arms:
-                if old:
+                if old and arm in old[0]:
                     runs[arm][seed], table = old[0][arm], old[1][arm]
                 else:
                     runs[arm][seed], table = train_arm(tb, arm, s, seed, base, tok, task, args.threads, runs_dir)

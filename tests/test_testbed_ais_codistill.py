@@ -26,7 +26,9 @@ def test_quantized_rollout_testbed_quick(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the CI base is built into ./runs/base (about a second)
     bench = load_benchmark("quantized_rollout")
     assert bench.parse_args([]).design == "v2"  # the default design is unchanged
-    assert bench.main(["--design", "testbed", "--quick", "--speed-reps", "1", "--out", str(tmp_path)]) == 0
+    first = "fp32,int8-none,int8-ais,int4-none,int4-tis,int4-mis,int4-ais"  # the first design's arms
+    assert bench.main(["--design", "testbed", "--quick", "--speed-reps", "1", "--out", str(tmp_path),
+                       "--arms", first]) == 0
     data = json.loads((tmp_path / "quantized_rollout_testbed_quick.json").read_text())
     assert data["command"].startswith("rollwise bench quantized-rollout --design testbed --quick")
     arms = {r["arm"]: r for r in data["arms"]}
@@ -46,8 +48,15 @@ def test_quantized_rollout_testbed_quick(tmp_path, monkeypatch):
     assert bench.main(["--design", "testbed", "--quick", "--skip-speed", "--out", str(again),
                        "--reuse", str(tmp_path / "quantized_rollout_testbed_quick.json")]) == 0
     redo = json.loads((again / "quantized_rollout_testbed_quick.json").read_text())
-    assert redo["arms"] == data["arms"] and redo["by_length"] == data["by_length"]
-    assert redo["acceptance"] == [c for c in data["acceptance"] if "speedup" not in c["target"]]  # --skip-speed
+    # the file's 7 arms are taken over, the 2 arms it lacks (AIS with the sequence severity) trained here
+    new = {r["arm"]: r for r in redo["arms"] if r["arm"] not in arms}
+    assert [r for r in redo["arms"] if r["arm"] in arms] == data["arms"] and set(new) == {"int8-ais-seq", "int4-ais-seq"}
+    assert new["int4-ais-seq"]["lambda_first10"] > 0
+    assert [r for r in redo["by_length"] if r["arm"] in arms] == data["by_length"]
+    redo_targets = [c["target"] for c in redo["acceptance"]]
+    assert [c for c in redo["acceptance"] if "sequence severity" not in c["target"]] == [
+        c for c in data["acceptance"] if "speedup" not in c["target"]]  # --skip-speed
+    assert "int4 AIS (sequence severity) at or above TIS" in redo_targets
     assert set(redo["reused"]) == {"0"}
     assert "taken over from" in (again / "quantized_rollout_testbed_quick.md").read_text()
     with pytest.raises(SystemExit, match="steps = 4 there, 3 here"):

@@ -286,6 +286,9 @@ class AISConfig:
     #: on the paper's body, not from the paper itself); the remaining fields are reconstructed choices
     cap: float = 2.0
     tau_d: float = 0.05  # reconstructed divergence scale: S = 1 - exp(-D / tau_d), D = mean |delta|
+    #: reconstructed: D read per token (mean_t |delta_t|, the first design) or per sequence (mean_i |sum_t delta_it|,
+    #: design amendment "testbed-seq" in docs/ais.md: the mismatch that costs accuracy on long traces)
+    severity: Literal["token", "sequence"] = "token"
     tau_v: float = 0.5  # reconstructed variance scale: P = 1 / (1 + (V / tau_v)^2)
     ess_weights: Literal["seq_raw", "seq_geo", "token"] = "seq_raw"  # reconstructed: weights whose ESS gives R
     variance: Literal["cv", "adv_ratio"] = "cv"  # reconstructed: V = CV of min(rho, C), or the advantage-weighted ratio
@@ -307,6 +310,14 @@ class AISConfig:
             raise ConfigError(f"ais: ema={self.ema} must be in [0, 1)")
         if len(self.sigmoid_coefs) != 4:
             raise ConfigError(f"ais: sigmoid_coefs needs 4 numbers (a, b, c, d), got {self.sigmoid_coefs}")
+
+
+def divergence(log_ratio: Tensor, mask: Tensor, level: str) -> float:
+    """D, the mismatch that AIS's severity reads (reconstructed): mean |delta| over valid tokens (``token``) or
+    mean over sequences with tokens of |sum_t delta_t| (``sequence``); log_ratio, mask (B, T)."""
+    if level == "sequence":
+        return float(sequence_log_ratio(log_ratio, mask)[mask.sum(-1) > 0].abs().mean())
+    return float(log_ratio[mask.bool()].abs().mean())
 
 
 def divergence_severity(d: float, tau_d: float) -> float:
@@ -386,7 +397,7 @@ class AdaptiveIS(Correction):
     """AIS (arXiv 2605.13907): per-batch mixing of the uncorrected and the token-TIS gradient; the diagnostics'
     formulas below are reconstructed (the paper's method section was not available).
 
-    D = mean|delta|, S = 1 - exp(-D/tau_d); R = ESS ratio of the sequence weights; V = CV of min(rho, C),
+    D = mean|delta| (``severity="sequence"``: mean_i |sum_t delta_it|), S = 1 - exp(-D/tau_d); R = ESS ratio of the sequence weights; V = CV of min(rho, C),
     P = 1/(1 + (V/tau_v)^2); lambda = clip(S R P); w_hat = (1 - lambda) + lambda min(rho, C).
     """
 
@@ -402,7 +413,7 @@ class AdaptiveIS(Correction):
         cfg = self.cfg
         if not mask.bool().any():
             return torch.ones_like(mask) * mask, None, {}
-        d = float(log_ratio[mask.bool()].abs().mean())
+        d = divergence(log_ratio, mask, cfg.severity)
         s = divergence_severity(d, cfg.tau_d)
         r = ess_ratio(reliability_log_weights(log_ratio, mask, cfg.ess_weights))
         rho = bounded_exp(log_ratio)
@@ -413,8 +424,8 @@ class AdaptiveIS(Correction):
         self.prev_lambda = lam
         w_hat = ais_weights(w, lam, cfg.interp) * mask
         return w_hat, None, {
-            "ais/lambda": lam, "ais/lambda_batch": lam_hat, "ais/severity_S": s, "ais/reliability_R": r,
-            "ais/variance_V": v, "ais/variance_P": variance_penalty(v, cfg.tau_v),
+            "ais/lambda": lam, "ais/lambda_batch": lam_hat, "ais/divergence_D": d, "ais/severity_S": s,
+            "ais/reliability_R": r, "ais/variance_V": v, "ais/variance_P": variance_penalty(v, cfg.tau_v),
             "correction/clip_frac": float(masked_mean((rho > cfg.cap).to(mask.dtype), mask)),
         }
 

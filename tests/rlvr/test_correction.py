@@ -111,6 +111,22 @@ def test_ais_golden_lambda():
     torch.testing.assert_close(w, (1 - lam) + lam * wt)
 
 
+def test_ais_sequence_severity_reads_the_summed_log_ratio():
+    """severity="sequence": D = mean_i |sum_t delta_it| over sequences with tokens (padding ignored); the rest of
+    lambda is the token design's."""
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    delta = torch.cat([DELTA, torch.full((1, 3), 9.0)])  # the empty row's values must not count
+    _, _, m = AdaptiveIS(severity="sequence")(_batch(delta, torch.zeros_like(delta), mask))
+    d = (abs(math.log(1.5)) + abs(math.log(1.5))) / 2  # row 0: log 3 + log 0.5; row 1: its first token
+    assert m["ais/divergence_D"] == pytest.approx(d, rel=1e-6)
+    assert m["ais/severity_S"] == pytest.approx(1 - math.exp(-d / 0.05), rel=1e-6)
+    _, _, tok = AdaptiveIS()(_batch(delta, torch.zeros_like(delta), mask))
+    assert tok["ais/divergence_D"] == pytest.approx((math.log(3) + math.log(2) + math.log(1.5)) / 4, rel=1e-6)
+    assert m["ais/reliability_R"] == tok["ais/reliability_R"] and m["ais/variance_V"] == tok["ais/variance_V"]
+    with pytest.raises(ConfigError, match="severity"):
+        make_correction("ais", severity="batch")
+
+
 def test_masks_and_padding_do_not_change_diagnostics():
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     old = torch.tensor([[0.1, -0.2, 0.0], [0.3, 0.0, 0.0]])
