@@ -44,7 +44,7 @@ REQUIRED = (RPP, BASIS, GRPO)  # the targets compare these three
 
 def chosen_methods(spec: str | None) -> list[str]:
     """Method names of ``--methods`` (comma-separated presets; None: all five). The three the targets name are
-    always run."""
+    always in (with ``--reference``, those not named come from the reference file)."""
     if spec is None:
         return list(METHODS)
     by_preset = {preset: name for name, (preset, _) in METHODS.items()}
@@ -70,7 +70,7 @@ def build_trainers(setting: Setting, seed: int, args, policy0, tokenizer, task, 
     from rollwise.rlvr.trainer import Trainer
 
     out = {}
-    for name in args.method_names:
+    for name in args.trained:
         preset, extra = METHODS[name]
         own = [f"algorithm.estimator_params.{kv}" for kv in args.basis_set or []] if name == BASIS else []
         cfg = config(setting, preset, [f"train.seed={seed}", f"train.steps={method_steps(name, args)}",
@@ -97,10 +97,10 @@ def offline_stage(setting: Setting, args, policy0, tokenizer, task) -> dict[str,
 
 
 def run_seed(setting: Setting, seed: int, args, policy0, tokenizer, task, basis_state) -> dict[str, dict]:
-    """Train every method for ``args.steps`` steps in alternation; returns per-method curves."""
+    """Train the methods of ``args.trained`` (``method_steps`` each) in alternation; returns per-method curves."""
     trainers = build_trainers(setting, seed, args, policy0, tokenizer, task, basis_state)
     curves: dict[str, dict[str, list[float]]] = {}
-    acc0 = trainers[RPP].evaluate()["eval/exact_accuracy"]
+    acc0 = next(iter(trainers.values())).evaluate()["eval/exact_accuracy"]
     for name, tr in trainers.items():
         offline_s = basis_state["offline"]["seconds"] if name == BASIS else 0.0
         curves[name] = {"step": [0], "wall": [offline_s], "rollouts": [tr.rollouts_generated], "acc": [acc0],
@@ -155,8 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--reuse", default=None, metavar="FILE[,FILE]",
                     help="results .json of earlier runs with the same settings: their seeds are taken over, not rerun")
+    ap.add_argument("--reference", default=None, metavar="FILE[,FILE]",
+                    help="results .json of earlier runs whose methods not named by --methods are taken as they "
+                         "are, per seed (settings equal but --n1-steps and --methods): e.g. BASIS run longer "
+                         "against a recorded GRPO-8")
     args = ap.parse_args(argv)
+    if args.reference and (args.methods is None or args.reuse):
+        raise SystemExit("--reference needs --methods (what this run trains) and does not combine with --reuse")
     args.method_names = chosen_methods(args.methods)
+    named = {m.strip() for m in (args.methods or "").split(",")}
+    args.trained = [n for n in args.method_names if METHODS[n][0] in named] if args.reference else args.method_names
     task_defaults(args, "policy_compare")
     if args.quick:
         args.seeds, args.steps, args.prompts, args.eval_every = "0", 30, 32, 10
@@ -174,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     reused = reused_results(args.reuse, reuse_settings(vars(args)), lambda p: reuse_settings(p["args"]),
                             lambda p: p["runs"], seeds)
     runs = {s: reused[s][1]["runs"][str(s)] for s in seeds if s in reused}
+    refs = reference_runs(args, seeds)
     # the offline stage runs in this invocation only when a seed is trained here
     basis_state = offline_stage(setting, args, policy0, tokenizer, task) if len(runs) < len(seeds) else None
     offline = basis_state["offline"] if basis_state else next(iter(reused.values()))[1]["offline"]
@@ -182,16 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         if seed not in runs:
             runs[seed] = run_seed(setting, seed, args, policy0, tokenizer, task, basis_state)
+            if seed in refs:
+                runs[seed] = with_reference(runs[seed], refs[seed][1], seed, args)
             raw.write_text(json.dumps({str(k): v for k, v in runs.items()}))  # kept if a later seed fails
     seconds = time.perf_counter() - t_start
-    payload, md = summarise({s: runs[s] for s in seeds}, seeds, args, setting, offline, seconds, reused)
+    payload, md = summarise({s: runs[s] for s in seeds}, seeds, args, setting, offline, seconds, reused, refs)
     plots(runs, Path(args.out), args.name, args.method_names, args.task)
     publish(args.name, payload, md, Path(args.out))
     return 0
 
 
 #: arguments that do not change a seed's result (``--reuse`` ignores them when it compares settings)
-NOT_SETTINGS = ("seeds", "name", "out", "reuse")
+NOT_SETTINGS = ("seeds", "name", "out", "reuse", "reference", "trained")
+#: what may differ between a run and its ``--reference``: the methods run and the single-rollout methods' steps
+PER_METHOD = ("methods", "method_names", "n1_steps")
 
 
 def reuse_settings(run_args: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +212,42 @@ def reuse_settings(run_args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run_args.items() if k not in NOT_SETTINGS}
 
 
-def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tuple[dict, str]:
+def reference_runs(args, seeds: list[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """seed -> (file, payload) of ``--reference``: every seed of this run must be there, with every method this
+    run takes from it."""
+    if not args.reference:
+        return {}
+    def settings_of(a: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in reuse_settings(a).items() if k not in PER_METHOD}
+    refs = reused_results(args.reference, settings_of(vars(args)), lambda p: settings_of(p["args"]),
+                          lambda p: p["runs"], seeds)
+    taken = [n for n in args.method_names if n not in args.trained]
+    for seed in seeds:
+        have = refs[seed][1]["runs"][str(seed)] if seed in refs else {}
+        if missing := [n for n in taken if n not in have]:
+            raise SystemExit(f"--reference: seed {seed} of {missing} is in none of {args.reference}")
+    return refs
+
+
+def with_reference(curves: dict[str, dict], payload: dict[str, Any], seed: int, args) -> dict[str, dict]:
+    """This seed's curves with the methods it did not train taken from the reference file, in ``METHODS`` order;
+    both runs must have evaluated the same pi_0 (checked)."""
+    ref = payload["runs"][str(seed)]
+    mine = next(iter(curves.values()))["acc"][0]
+    if abs(ref[next(iter(ref))]["acc"][0] - mine) > 1e-6:
+        raise SystemExit(f"--reference: pi_0's accuracy differs (seed {seed}: {ref[next(iter(ref))]['acc'][0]} "
+                         f"there, {mine} here); the runs did not start from the same policy")
+    return {n: curves[n] if n in curves else ref[n] for n in args.method_names}
+
+
+def summarise(runs, seeds, args, setting, offline, seconds, reused=None, refs=None) -> tuple[dict, str]:
     from rollwise.report import markdown_table
 
     prov = provenances(reused or {})
+    ref_prov = provenances(refs or {})
+    ref_names = ", ".join(n for n in args.method_names if n not in args.trained)
+    ref_lines = [f"- {ref_names} of seed {s} taken from `{p['file']}` (`{p['command']}`, {p['date']}); their times "
+                 "are that run's." for s, p in ref_prov.items()]
     rows, per_seed, checks = [], [], []
     for name in args.method_names:
         finals = [at_step(runs[s][name], args.steps) for s in seeds]
@@ -210,7 +255,7 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tupl
         step_t = [statistics.median(runs[s][name]["step_time"]) for s in seeds]
         rows.append({"method": name, f"exact acc @{args.steps} (mean)": f"{np.mean(finals):.4f}",
                      "sd": f"{np.std(finals):.4f}", "gain over pi_0": f"{np.mean(finals) - runs[seeds[0]][name]['acc'][0]:.4f}",
-                     "median step (s)": f"{np.mean(step_t):.3f}", "steps run": method_steps(name, args),
+                     "median step (s)": f"{np.mean(step_t):.3f}", "steps run": runs[seeds[0]][name]["step"][-1],
                      "acc at last step": f"{np.mean([runs[s][name]['acc'][-1] for s in seeds]):.4f}",
                      "wall total (s)": f"{np.mean(walls):.0f}",
                      "rollouts total": int(np.mean([runs[s][name]["rollouts"][-1] for s in seeds]))})
@@ -246,7 +291,8 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tupl
         (f" --lr {args.lr:g}" if args.lr != basis_setup.default_lr(args.task) else "") + \
         "".join(f" --set {s}" for s in args.set or []) + "".join(f" --basis-set {s}" for s in args.basis_set or []) + \
         (f" --methods {args.methods}" if args.methods else "") + \
-        (f" --name {args.name}" if not args.name.startswith("policy_compare") else "")
+        (f" --name {args.name}" if not args.name.startswith("policy_compare") else "") + \
+        (f" --reference {args.reference}" if args.reference else "")
     others = ", ".join(m.split(" ")[0] for m in args.method_names if m != BASIS)
     md = [
         f"# Policy optimisation on {basis_setup.task_label(args.task)}: BASIS vs {others}", "",
@@ -258,7 +304,7 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tupl
         f"seeds {args.seeds}. Accuracy = exact expected accuracy on {args.n_eval} held-out prompts.",
         f"BASIS offline stage (counted in its wall-clock and rollouts): {int(offline['rollouts'])} rollouts in "
         + ", ".join(f"{runs[s][BASIS]['wall'][0]:.0f}" for s in seeds) + " s (per seed, timed in the seed's run).",
-        *reuse_lines(prov), "",
+        *reuse_lines(prov), *(["", *ref_lines] if ref_lines else []), "",
         "## Summary (mean over seeds)", "", markdown_table(rows), "",
         "## Final accuracy per seed", "", markdown_table(per_seed), "",
         "## Targets", "",
@@ -270,7 +316,7 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None) -> tupl
     payload = {"command": cmd, "setting": setting.__dict__, "args": vars(args), "offline": offline,
                "runs": {str(s): runs[s] for s in seeds}, "summary": rows, "targets": checks,
                "basis_beats_rpp_seeds": wins, "basis_fast_seeds": fast, "seconds": seconds,
-               "reused": prov}
+               "reused": prov, "reference": ref_prov}
     return payload, "\n".join(md)
 
 

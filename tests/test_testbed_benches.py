@@ -56,6 +56,26 @@ def test_policy_on_testbed(tmp_path, monkeypatch):
         bench.main(["--task", "column-arith-ci", "--steps", "2", "--prompts", "4", "--eval-every", "1",
                     "--seeds", "0", "--out", str(both), "--reuse", files])
 
+    # --reference: BASIS alone trained longer (4 steps), REINFORCE++ and GRPO-8 taken from the file as recorded
+    longer = tmp_path / "longer"
+    first = str(tmp_path / "policy_compare_column_arith_ci.json")
+    assert bench.main([*common, "--seeds", "0", "--methods", "basis", "--n1-steps", "4", "--out", str(longer),
+                       "--reference", first]) == 0
+    ref = json.loads((longer / "policy_compare_column_arith_ci.json").read_text())
+    basis, rpp, grpo = "BASIS (n=1)", "REINFORCE++ (n=1)", "GRPO (n=8)"
+    assert ref["runs"]["0"][rpp] == data["runs"]["0"][rpp] and ref["runs"]["0"][grpo] == data["runs"]["0"][grpo]
+    assert ref["runs"]["0"][basis]["step"] == [0, 1, 2, 3, 4]
+    assert ref["runs"]["0"][basis]["acc"][:3] == data["runs"]["0"][basis]["acc"]  # same pi_0, seed and batches
+    assert {r["method"]: r["steps run"] for r in ref["summary"]} == {rpp: 2, basis: 4, grpo: 2}
+    assert set(ref["reference"]) == {"0"} and "--reference" in ref["command"]
+    with pytest.raises(SystemExit, match="prompts"):
+        bench.main(["--task", "column-arith-ci", "--steps", "2", "--prompts", "4", "--eval-every", "1", "--seeds",
+                    "0", "--methods", "basis", "--out", str(longer), "--reference", first])
+    with pytest.raises(SystemExit, match="needs --methods"):
+        bench.main([*common, "--seeds", "0", "--out", str(longer), "--reference", first])
+    with pytest.raises(SystemExit, match=r"seed 1 of \['REINFORCE"):
+        bench.main([*common, "--seeds", "1", "--methods", "basis", "--out", str(longer), "--reference", first])
+
 
 def test_diversity_testbed_design(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
