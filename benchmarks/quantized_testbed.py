@@ -89,6 +89,13 @@ def reused_seed(payload: dict[str, Any], seed: int, arms: list[str]
     return records, table
 
 
+def trained_lines(trained_here: dict[str, list[int]], prov: dict[str, Any]) -> list[str]:
+    """Where a seed was taken over, the arms this run trained for it anyway (the file lacked them)."""
+    mixed = {arm: [s for s in seeds if str(s) in prov] for arm, seeds in trained_here.items()}
+    return [f"- Trained in this run, not taken over: {arm} (seed(s) {', '.join(map(str, seeds))}); its times are this "
+            "run's." for arm, seeds in mixed.items() if seeds]
+
+
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The design's settings, with ``--quick`` sizes and explicit flags applied."""
     out = {**(QUICK if args.quick else DESIGN)}
@@ -362,6 +369,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     here = {**{k: v for k, v in s.items() if k != "seeds"}, "base_key": build["key"]}
     reused = reused_results(args.reuse, here, reuse_settings, lambda p: next(iter(p["records"].values())), seeds)
     prov = provenances(reused)
+    trained_here: dict[str, list[int]] = {}  # arm -> seeds trained by this run (the rest came from --reuse)
     if not args.skip_train:
         for seed in seeds:
             old = reused_seed(reused[seed][1], seed, arms) if seed in reused else None
@@ -370,6 +378,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                     runs[arm][seed], table = old[0][arm], old[1][arm]
                 else:
                     runs[arm][seed], table = train_arm(tb, arm, s, seed, base, tok, task, args.threads, runs_dir)
+                    trained_here.setdefault(arm, []).append(seed)
                 per_seed_len[arm][seed] = table
                 for phase, rows in table.items():  # pool the seeds
                     pooled = by_len[arm].setdefault(phase, {})
@@ -389,7 +398,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
           "", f"Base `{s['base']}` ({build['parameters']} parameters, held-out exact V {build['held_out_mean_v']:.3f} "
           f"in build.json); GRPO {s['prompts']} prompts x {s['n']}, lr {tb.lr:g}, {s['steps']} steps, seeds "
           f"{seeds}; accuracy = exact V(x) = pi(trace | x) of the fp32 policy on {s['final_prompts']} held-out "
-          "prompts (train_acc_mean: the same on training prompts).", *reuse_lines(prov), ""]
+          "prompts (train_acc_mean: the same on training prompts).", *reuse_lines(prov),
+          *trained_lines(trained_here, prov), ""]
     if checks:
         md += ["## Acceptance", "", markdown_table(checks), ""]
     if speed:
@@ -404,6 +414,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                "base_build": {k: build[k] for k in ("name", "key", "parameters", "held_out_mean_v")},
                "wall_seconds": wall, "speed": speed, "arms": rows, "acceptance": checks, "by_length": lengths,
                "figures": figs, "records": {a: {str(k): v for k, v in r.items()} for a, r in runs.items()},
-               "by_length_per_seed": per_seed_len, "reused": prov}
+               "by_length_per_seed": per_seed_len, "reused": prov, "trained_here": trained_here}
     publish(stem, payload, "\n".join(md) + "\n", out)
     return 0

@@ -57,8 +57,9 @@ def test_quantized_rollout_testbed_quick(tmp_path, monkeypatch):
     assert [c for c in redo["acceptance"] if "sequence severity" not in c["target"]] == [
         c for c in data["acceptance"] if "speedup" not in c["target"]]  # --skip-speed
     assert "int4 AIS (sequence severity) at or above TIS" in redo_targets
-    assert set(redo["reused"]) == {"0"}
-    assert "taken over from" in (again / "quantized_rollout_testbed_quick.md").read_text()
+    assert set(redo["reused"]) == {"0"} and redo["trained_here"] == {"int8-ais-seq": [0], "int4-ais-seq": [0]}
+    md = (again / "quantized_rollout_testbed_quick.md").read_text()
+    assert "taken over from" in md and "Trained in this run, not taken over: int4-ais-seq (seed(s) 0)" in md
     with pytest.raises(SystemExit, match="steps = 4 there, 3 here"):
         bench.main(["--design", "testbed", "--quick", "--steps", "3", "--skip-speed", "--out", str(again),
                     "--reuse", str(tmp_path / "quantized_rollout_testbed_quick.json")])
