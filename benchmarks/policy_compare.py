@@ -296,7 +296,8 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None, refs=No
     others = ", ".join(m.split(" ")[0] for m in args.method_names if m != BASIS)
     md = [
         f"# Policy optimisation on {basis_setup.task_label(args.task)}: BASIS vs {others}", "",
-        f"Command: `{cmd}` ({seconds / 60:.1f} min in all on a shared 2-core CPU, {args.threads} torch thread; "
+        f"Command: `{cmd}` ({seconds / 60:.1f} min {'to merge the seeds below' if len(prov) == len(seeds) else 'in all'}"
+        f" on a shared 2-core CPU, {args.threads} torch thread; "
         "wall-clock is inflated by other users' jobs and only comparable inside this run).", "",
         f"{basis_setup.task_line(args.task, setting)} "
         f"{args.steps} steps of {args.prompts} prompts (single-rollout methods: {max(args.n1_steps, args.steps)} "
