@@ -3,15 +3,18 @@
     rollwise bench default-job [--runs 2] [--quick]
 
 Each run is the built-in default job exactly as ``rollwise train`` runs it (warm start, 100 GRPO steps,
-evaluations, checkpoints, report), in a fresh process, into a fresh folder. The two paths:
+evaluations, checkpoints, report), in a fresh process, into a fresh folder. Two code paths, each on all cores
+(the default job's ``run.threads=0``) and on one thread:
 
 - ``fast``: rollwise's defaults (``rollout.engine=lean``, ``model.forward=compact``, ``train.reuse_logprobs=true``);
 - ``hf``: ``rollout.engine=hf``, ``model.forward=hf``, ``train.reuse_logprobs=false``: transformers' ``generate``
   and forward and a separate old-log-prob pass, which is rollwise before the fast path bit for bit
-  (``scripts/check_bitwise.py`` checks that on every metric of nine runs).
+  (``scripts/check_bitwise.py`` checks that on every metric of nine runs);
+- ``hf-1t`` is therefore the default job as it was before this work (it ran on one thread), and ``fast-1t``
+  separates what the code path gains from what the cores give.
 
-The paths alternate (``--runs`` each, order swapped every run). Reported: wall-clock of the whole command, the
-exact test accuracy after the warm start and after RL (from ``metrics.jsonl``), and the ratio of median wall-clocks.
+The arms alternate (``--runs`` each, order reversed every run). Reported: wall-clock of the whole command, the
+exact test accuracy after the warm start and after RL (from ``metrics.jsonl``), and ratios of median wall-clocks.
 Writes benchmarks/results/default_job[_quick].{json,md}.
 """
 
@@ -31,10 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, publish  # noqa: E402
 
-PATHS = {
-    "fast": [],
-    "hf": ["rollout.engine=hf", "model.forward=hf", "train.reuse_logprobs=false"],
-}
+HF = ["rollout.engine=hf", "model.forward=hf", "train.reuse_logprobs=false"]
+PATHS = {"fast": [], "hf": HF, "fast-1t": ["run.threads=1"], "hf-1t": [*HF, "run.threads=1"]}
+#: (label, slower arm, faster arm) of the reported speed-ups
+RATIOS = (("whole job, before (transformers' path, 1 thread) -> now (fast path, all cores)", "hf-1t", "fast"),
+          ("code path alone, all cores", "hf", "fast"), ("code path alone, 1 thread", "hf-1t", "fast-1t"),
+          ("cores alone, fast path", "fast-1t", "fast"))
 QUICK = ["train.steps=4", "sft.steps=40", "train.eval_every=2", "train.eval_prompts=64", "run.report=false"]
 
 
@@ -70,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in PATHS}
     for i in range(args.runs):
-        for path in (("hf", "fast") if i % 2 == 0 else ("fast", "hf")):
+        for path in (list(PATHS)[::-1] if i % 2 == 0 else list(PATHS)):
             runs[path].append(run_job(path, i, out, args.quick))
     med = {p: statistics.median(r["wall_s"] for r in rs) for p, rs in runs.items()}
     step = {p: statistics.median(r["rl_step_median_s"] for r in rs) for p, rs in runs.items()}
-    speedup = med["hf"] / med["fast"]
+    speedups = {label: med[slow] / med[fast] for label, slow, fast in RATIOS}
+    speedup = speedups[RATIOS[0][0]]
     from rollwise.report import markdown_table
 
     rows = [{"path": p, "wall (s), per run": ", ".join(f"{r['wall_s']:.1f}" for r in rs),
@@ -83,13 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             for p, rs in runs.items()]
     cmd = "rollwise bench default-job" + (" --quick" if args.quick else f" --runs {args.runs}")
     md = ["# The default job: fast path vs transformers' path", "", f"Command: `{cmd}`", "",
-          "Each run is `rollwise train` (the built-in default job) in a fresh process; paths alternate. fast = "
+          "Each run is `rollwise train` (the built-in default job) in a fresh process; arms alternate. fast = "
           "rollwise's defaults (lean sampler, compact forward, reused old log-probs); hf = `rollout.engine=hf "
-          "model.forward=hf train.reuse_logprobs=false` (rollwise before the fast path, bit for bit).", "",
-          markdown_table(rows), "", f"**Whole-job speed-up hf / fast: {speedup:.2f}x** (median wall-clock).", ""]
+          "model.forward=hf train.reuse_logprobs=false` (rollwise before the fast path, bit for bit); no suffix = "
+          "all cores (the default job's `run.threads=0`), `-1t` = `run.threads=1`. hf-1t is the default job as "
+          "it was before (one thread, transformers' path).", "",
+          markdown_table(rows), "", "Speed-ups (ratios of median wall-clock):", "",
+          *[f"- {label}: **{v:.2f}x**" for label, v in speedups.items()], ""]
     name = "default_job" + ("_quick" if args.quick else "")
     payload = {"args": {"runs": args.runs, "quick": args.quick}, "runs": runs, "median_wall_s": med,
-               "median_rl_step_s": step, "speedup": speedup}
+               "median_rl_step_s": step, "speedup": speedup, "speedups": speedups,
+               "cpus": os.cpu_count()}
     publish(name, payload, "\n".join(md), out_dir=Path(args.results))
     return 0
 

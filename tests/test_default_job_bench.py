@@ -16,14 +16,16 @@ def test_quick_runs_both_paths_and_reports_the_speedup(tmp_path):
     bench = load_benchmark("default_job")
     assert bench.main(["--quick", "--out", str(tmp_path / "runs"), "--results", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "default_job_quick.json").read_text())
-    assert set(result["runs"]) == {"fast", "hf"} and result["speedup"] > 0
+    assert set(result["runs"]) == {"fast", "hf", "fast-1t", "hf-1t"} and result["speedup"] > 0
+    assert len(result["speedups"]) == 4
     for runs in result["runs"].values():
         assert len(runs) == 1 and 0 <= runs[0]["acc_warm"] <= 1 and [s for s, _ in runs[0]["evals"]] == [0, 2, 4]
-    for path in ("fast", "hf"):  # each path really ran with its own settings
+    for path in ("fast", "hf", "fast-1t", "hf-1t"):  # each arm really ran with its own settings
         cfg = tomllib.loads((tmp_path / "runs" / f"{path}-0" / "config.toml").read_text())
-        fast = path == "fast"
+        fast = path.startswith("fast")
         assert (cfg["rollout"]["engine"], cfg["model"]["forward"], cfg["train"]["reuse_logprobs"]) == \
             (("lean", "compact", True) if fast else ("hf", "hf", False))
+        assert cfg["run"]["threads"] == (1 if path.endswith("-1t") else 0)  # 0: all cores, the default job's
 
 
 def test_registered_in_cli():
