@@ -7,8 +7,8 @@ evaluations, checkpoints, report), in a fresh process, into a fresh folder. Two 
 (the default job's ``run.threads=0``) and on one thread:
 
 - ``fast``: rollwise's defaults (``rollout.engine=lean``, ``model.forward=compact``, ``train.reuse_logprobs=true``);
-- ``hf``: ``rollout.engine=hf``, ``model.forward=hf``, ``train.reuse_logprobs=false``: transformers' ``generate``
-  and forward and a separate old-log-prob pass, which is rollwise before the fast path bit for bit
+- ``hf``: ``rollout.engine=hf``, ``model.forward=hf``, ``sft.forward=hf``, ``train.reuse_logprobs=false``:
+  transformers' ``generate`` and forward (warm start included) and a separate old-log-prob pass, which is rollwise before the fast path bit for bit
   (``scripts/check_bitwise.py`` checks that on every metric of nine runs);
 - ``hf-1t`` is therefore the default job as it was before this work (it ran on one thread), and ``fast-1t``
   separates what the code path gains from what the cores give.
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, publish  # noqa: E402
 
-HF = ["rollout.engine=hf", "model.forward=hf", "train.reuse_logprobs=false"]
+HF = ["rollout.engine=hf", "model.forward=hf", "sft.forward=hf", "train.reuse_logprobs=false"]
 PATHS = {"fast": [], "hf": HF, "fast-1t": ["run.threads=1"], "hf-1t": [*HF, "run.threads=1"]}
 #: (label, slower arm, faster arm) of the reported speed-ups
 RATIOS = (("whole job, before (transformers' path, 1 thread) -> now (fast path, all cores)", "hf-1t", "fast"),
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     md = ["# The default job: fast path vs transformers' path", "", f"Command: `{cmd}`", "",
           "Each run is `rollwise train` (the built-in default job) in a fresh process; arms alternate. fast = "
           "rollwise's defaults (lean sampler, compact forward, reused old log-probs); hf = `rollout.engine=hf "
-          "model.forward=hf train.reuse_logprobs=false` (rollwise before the fast path, bit for bit); no suffix = "
+          "model.forward=hf sft.forward=hf train.reuse_logprobs=false` (rollwise before the fast path, bit for bit); no suffix = "
           "all cores (the default job's `run.threads=0`), `-1t` = `run.threads=1`. hf-1t is the default job as "
           "it was before (one thread, transformers' path).", "",
           markdown_table(rows), "", "Speed-ups (ratios of median wall-clock):", "",

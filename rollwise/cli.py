@@ -46,6 +46,7 @@ BENCHES: dict[str, str] = {
     "testbed-properties": "testbed_properties.py",
     "vs-trl": "vs_trl.py",
     "default-job": "default_job.py",
+    "sft-step": "sft_step.py",
 }
 
 

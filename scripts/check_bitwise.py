@@ -36,7 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = ("time/", "wall", "tokens_per_s")
-PIN = ["rollout.engine=hf", "model.forward=hf", "codistill.large.forward=hf", "train.reuse_logprobs=false", "run.threads=1", "run.report=false"]
+PIN = ["rollout.engine=hf", "model.forward=hf", "sft.forward=hf", "codistill.large.forward=hf", "train.reuse_logprobs=false",
+       "run.threads=1", "run.report=false"]
 #: the small model and task of tests/rlvr (rlvr_small_config.SMALL), with a short warm start
 SMALL = ["model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.num_heads=4",
          "model.tiny.intermediate_size=128", "task.params.max_operand=49", "task.params.n_train=1024",

@@ -25,8 +25,18 @@ def test_quick_runs_both_paths_and_reports_the_speedup(tmp_path):
         fast = path.startswith("fast")
         assert (cfg["rollout"]["engine"], cfg["model"]["forward"], cfg["train"]["reuse_logprobs"]) == \
             (("lean", "compact", True) if fast else ("hf", "hf", False))
+        assert cfg["sft"]["forward"] == "hf"  # the warm start is transformers' on every arm (the default)
         assert cfg["run"]["threads"] == (1 if path.endswith("-1t") else 0)  # 0: all cores, the default job's
 
 
 def test_registered_in_cli():
     assert BENCHES["default-job"] == "default_job.py"
+
+
+def test_sft_step_bench_quick(tmp_path):
+    bench = load_benchmark("sft_step")
+    assert BENCHES["sft-step"] == "sft_step.py"
+    assert bench.main(["--quick", "--threads", "1", "--results", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "sft_step_quick.json").read_text())
+    assert set(result["median_step_s"]) == {"hf", "compact"} and result["ratio_hf_over_compact"] > 0
+    assert all(len(t) == 3 for t in result["times"].values())

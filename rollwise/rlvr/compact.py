@@ -192,13 +192,16 @@ class CompactLM:
     # ------------------------------------------------------------------------------------------ passes
     def prefill(self, prompt_ids: Tensor, prompt_mask: Tensor) -> PromptCache:
         """Run left-padded prompts (G, P) once; keep every layer's keys and values."""
-        x, keys, values = self.hidden(prompt_ids, prompt_mask)
+        x, keys, values = self.hidden(prompt_ids, prompt_mask, keep_from=prompt_ids.shape[1] - 1)
         return PromptCache(keys, values, prompt_mask.bool(), x[:, -1], prompt_mask.long().sum(-1))
 
-    def hidden(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Hidden states (B, S, d) of left-padded sequences ``ids`` (B, S), and every layer's keys and values.
+    def hidden(self, ids: Tensor, mask: Tensor, keep_from: int = 0) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Hidden states (B, S - keep_from, d) of positions ``keep_from..S-1`` of left-padded sequences ``ids``
+        (B, S), and every layer's keys and values (B, H_kv, S, D).
 
         ``mask`` (B, S) marks real tokens (zeros only on the left); a pad query sees only itself (unused output).
+        Only the last layer's keys and values depend on the earlier positions' queries being skipped, so its
+        attention, output projection and MLP run for the kept positions alone (the same values, less work).
         """
         valid = mask.bool()
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -208,10 +211,13 @@ class CompactLM:
         attn_mask = ((causal & valid[:, None, :]) | torch.eye(s, dtype=torch.bool)).unsqueeze(1)
         x = self.model.model.embed_tokens(ids)
         keys, values = [], []
-        for layer, w in zip(self.model.model.layers, self.layer_weights()):
+        layers = list(zip(self.model.model.layers, self.layer_weights()))
+        for i, (layer, w) in enumerate(layers):
             q, k, v = self.project_qkv(layer, w, x, cos, sin)
             keys.append(k)
             values.append(v)
+            if i == len(layers) - 1 and keep_from > 0:  # later layers would need every position's output
+                x, q, attn_mask = x[:, keep_from:], q[:, :, keep_from:], attn_mask[:, :, keep_from:]
             x = self.attend_mlp(layer, w, x, q, k, v, attn_mask)
         return x, keys, values
 
@@ -247,7 +253,7 @@ class CompactLM:
         if 2 * uniq.shape[0] > prompt_ids.shape[0]:  # few repeats (an SFT batch): one pass over whole sequences
             ids = torch.cat([prompt_ids, response_ids[:, :-1]], dim=1)
             mask = torch.cat([prompt_mask, torch.ones_like(response_ids[:, :-1], dtype=prompt_mask.dtype)], dim=1)
-            return self.logits(self.hidden(ids, mask)[0][:, p - 1 : p - 1 + t])
+            return self.logits(self.hidden(ids, mask, keep_from=p - 1)[0][:, :t])
         cache = self.prefill(uniq[:, :p], uniq[:, p:])
         first = cache.last_hidden[rows].unsqueeze(1)  # predicts response token 0
         if response_ids.shape[1] > 1:
