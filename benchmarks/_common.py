@@ -117,10 +117,10 @@ def provenances(reused: dict[int, tuple[str, dict[str, Any]]]) -> dict[str, dict
                      "date": payload.get("machine", {}).get("date")} for s, (path, payload) in sorted(reused.items())}
 
 
-def reuse_lines(prov: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown lines saying which seeds were taken over from which earlier run (``provenances``; none when
-    nothing was)."""
-    lines = [f"- Seed {s} taken over from `{p['file']}` ("
+def reuse_lines(prov: dict[str, dict[str, Any]], what: str = "") -> list[str]:
+    """Markdown lines saying which seeds (``what``: which part of them) were taken over from which earlier run
+    (``provenances``; none when nothing was)."""
+    lines = [f"- Seed {s}{f' ({what})' if what else ''} taken over from `{p['file']}` ("
              + (f"`{p['command']}`" if p["command"] else "its command is not in the file")
              + f", {p['date']}); its times are that run's." for s, p in prov.items()]
     return ["", *lines] if lines else []

@@ -233,10 +233,10 @@ def with_reference(curves: dict[str, dict], payload: dict[str, Any], seed: int, 
     """This seed's curves with the methods it did not train taken from the reference file, in ``METHODS`` order;
     both runs must have evaluated the same pi_0 (checked)."""
     ref = payload["runs"][str(seed)]
-    mine = next(iter(curves.values()))["acc"][0]
-    if abs(ref[next(iter(ref))]["acc"][0] - mine) > 1e-6:
-        raise SystemExit(f"--reference: pi_0's accuracy differs (seed {seed}: {ref[next(iter(ref))]['acc'][0]} "
-                         f"there, {mine} here); the runs did not start from the same policy")
+    mine, theirs = next(iter(curves.values()))["acc"][0], next(iter(ref.values()))["acc"][0]
+    if abs(theirs - mine) > 1e-6:
+        raise SystemExit(f"--reference: pi_0's accuracy differs (seed {seed}: {theirs} there, {mine} here); the "
+                         "runs did not start from the same policy")
     return {n: curves[n] if n in curves else ref[n] for n in args.method_names}
 
 
@@ -245,9 +245,6 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None, refs=No
 
     prov = provenances(reused or {})
     ref_prov = provenances(refs or {})
-    ref_names = ", ".join(n for n in args.method_names if n not in args.trained)
-    ref_lines = [f"- {ref_names} of seed {s} taken from `{p['file']}` (`{p['command']}`, {p['date']}); their times "
-                 "are that run's." for s, p in ref_prov.items()]
     rows, per_seed, checks = [], [], []
     for name in args.method_names:
         finals = [at_step(runs[s][name], args.steps) for s in seeds]
@@ -305,7 +302,8 @@ def summarise(runs, seeds, args, setting, offline, seconds, reused=None, refs=No
         f"seeds {args.seeds}. Accuracy = exact expected accuracy on {args.n_eval} held-out prompts.",
         f"BASIS offline stage (counted in its wall-clock and rollouts): {int(offline['rollouts'])} rollouts in "
         + ", ".join(f"{runs[s][BASIS]['wall'][0]:.0f}" for s in seeds) + " s (per seed, timed in the seed's run).",
-        *reuse_lines(prov), *(["", *ref_lines] if ref_lines else []), "",
+        *reuse_lines(prov), *reuse_lines(ref_prov, ", ".join(n for n in args.method_names if n not in args.trained)),
+        "",
         "## Summary (mean over seeds)", "", markdown_table(rows), "",
         "## Final accuracy per seed", "", markdown_table(per_seed), "",
         "## Targets", "",

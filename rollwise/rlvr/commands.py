@@ -24,8 +24,8 @@ DEFAULT_JOB: dict[str, Any] = {
     "rollout": {"n": 4, "max_new_tokens": 6},
     "algorithm": {"estimator": "grpo"},
     "train": {"steps": 100, "prompts_per_step": 32, "lr": 3e-4, "eval_every": 20, "checkpoint_every": 25},
-    # all cores (0), as torch's own default: on a 2-core machine both the warm start and the RL steps are about 1.5x
-    # faster than on one thread (rollwise bench default-job); set run.threads=1 where other jobs share the cores
+    # all cores (0), as torch's own default: on a 2-core machine the whole job ran 1.2-1.4x faster than on one thread,
+    # nearly all of it in the warm start (rollwise bench default-job); set run.threads=1 where other jobs share the cores
     "run": {"output_dir": "runs/default", "threads": 0},
 }
 
