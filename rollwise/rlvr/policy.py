@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rollwise.rlvr.run_config import RLVRConfig
@@ -31,11 +33,43 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
         return load_policy(warm_dir)
     tokenizer = char_tokenizer()
     model = tiny_causal_lm(tokenizer, cfg.model.tiny, seed=cfg.model.init_seed)
+    summary = None
     if warm_up and cfg.sft.enabled and cfg.sft.steps > 0:
         examples = task.sft_examples(cfg.sft.examples, seed=cfg.train.seed)
-        supervised_warm_start(model, tokenizer, [e.prompt for e in examples], [e.target for e in examples],
-                              steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, lr=cfg.sft.lr, seed=cfg.train.seed,
-                              compact=cfg.sft.forward == "compact")
+        reached = _accuracy_target(cfg, task, model, tokenizer)
+        losses = supervised_warm_start(model, tokenizer, [e.prompt for e in examples], [e.target for e in examples],
+                                       steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, lr=cfg.sft.lr,
+                                       seed=cfg.train.seed, compact=cfg.sft.forward == "compact",
+                                       stop=reached, check_every=cfg.sft.check_every if reached else 0)
+        summary = {"steps": len(losses), "max_steps": cfg.sft.steps, "target_accuracy": cfg.sft.target_accuracy,
+                   "checks": getattr(reached, "history", [])}
     if warm_dir is not None:
         save_policy(model, tokenizer, warm_dir, tiny=cfg.model.tiny)
+        if summary is not None:
+            (warm_dir / "sft.json").write_text(json.dumps(summary) + "\n")
     return model, tokenizer
+
+
+def _accuracy_target(cfg: RLVRConfig, task, model, tokenizer) -> Callable[[int], bool] | None:
+    """``stop(step)`` for the warm start: True once the exact expected accuracy (mean V(x), one teacher-forced
+    pass) on the first ``sft.check_prompts`` training prompts reaches ``sft.target_accuracy``; None without a
+    target. Its ``history`` lists ``[step, accuracy]`` per check."""
+    from rollwise.config import ConfigError
+    from rollwise.rlvr.evaluate import exact_success_prob
+
+    target = cfg.sft.target_accuracy
+    if not target:
+        return None
+    if not task.unique_answer:
+        raise ConfigError(f"sft.target_accuracy={target} needs a task with a unique answer per prompt (its "
+                          f"accuracy is computed exactly); task {cfg.task.name!r} has several: set it to 0")
+    check = task.examples("train")[: cfg.sft.check_prompts]
+    prompts, targets = [e.prompt for e in check], [e.target or e.answer for e in check]
+
+    def stop(step: int) -> bool:
+        acc = float(exact_success_prob(model, tokenizer, prompts, targets, compact=True).mean())
+        stop.history.append([step, round(acc, 4)])
+        return acc >= target
+
+    stop.history = []
+    return stop

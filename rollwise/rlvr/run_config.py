@@ -43,9 +43,16 @@ class SFTSection:
     examples: int = 20000  # size of the warm-start pool drawn from the task
     # transformers' forward keeps the warm start (pi_0) bit for bit what it was before the fast path. "compact"
     # skips the last layer's work on prompt positions (no loss there) and takes about 1.3x less time per step on
-    # the default job, but its pi_0 differs in rounding, and from it the default job's RL gained only +6.4 points
-    # (0.646 -> 0.709, against 0.583 -> 0.860): not the default
+    # the default job, but its pi_0 differs in rounding, and from it the default job's RL gained +6.3, +3.8 and
+    # -4.1 points in seeds 0-2 (against +27.7, +13.9, +5.8): not the default (docs/rlvr.md, "The warm start")
     forward: Literal["compact", "hf"] = "hf"  # forward of the warm start
+    # stop the warm start once the exact expected accuracy on ``check_prompts`` training prompts reaches this
+    # (checked every ``check_every`` steps; unique-answer tasks only); 0 runs all ``steps``. The tiny model's
+    # accuracy jumps at a step that varies by seed, so a fixed step count gave a pi_0 from 0.12 to 0.75 (default
+    # job, seeds 0-2, both forwards); a target gives comparable starting points (docs/rlvr.md, "The warm start")
+    target_accuracy: float = 0.0
+    check_every: int = 50  # steps between accuracy checks (with target_accuracy)
+    check_prompts: int = 256  # training prompts the check scores (never the test pool)
 
 
 @dataclass
@@ -207,7 +214,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
         "train.steps", "train.prompts_per_step", "train.ppo_epochs", "train.mini_batches", "train.eval_prompts",
         "rollout.n", "rollout.max_new_tokens", "rollout.batch_size", "sft.batch_size", "sft.examples",
         "model.tiny.hidden_size", "model.tiny.num_layers", "model.tiny.num_heads", "model.tiny.intermediate_size",
-        "model.tiny.max_positions", "codistill.hint_epochs")),
+        "model.tiny.max_positions", "codistill.hint_epochs", "sft.check_every", "sft.check_prompts")),
     *((k, lambda v: v >= 0, "an integer >= 0") for k in (
         "train.micro_batch_size", "train.rollout_shards", "train.warmup_steps", "train.eval_every",
         "train.checkpoint_every", "train.keep_checkpoints", "sft.steps", "run.threads", "codistill.hint_tokens")),
@@ -220,6 +227,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("algorithm.loss.entropy_coef", math.isfinite, "a finite number"),
     ("algorithm.loss.dual_clip_c", lambda v: v is None or (math.isfinite(v) and v > 1), "a number > 1 (or unset)"),
     ("rollout.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("sft.target_accuracy", lambda v: 0 <= v <= 1, "a number in [0, 1] (0: no target)"),
     ("codistill.large_sft_steps", lambda v: v >= -1, "an integer >= 0, or -1 for sft.steps"),
     ("run.output_dir", lambda v: bool(v.strip()), "a non-empty folder path"),
 ]
