@@ -25,6 +25,7 @@ class TestbedRL:
 TESTBEDS: dict[str, TestbedRL] = {
     "column-arith": TestbedRL("column-arith", "reinforce_pp", prompts=64, lr=3e-5, max_new_tokens=64),
     "countdown-steps": TestbedRL("countdown-steps", "grpo", prompts=16, lr=3e-5, max_new_tokens=64),
+    "column-arith-2m": TestbedRL("column-arith-2m", "reinforce_pp", prompts=64, lr=3e-5, max_new_tokens=64),
     "column-arith-ci": TestbedRL("column-arith-ci", "reinforce_pp", prompts=8, lr=3e-5, max_new_tokens=40),
     "countdown-steps-ci": TestbedRL("countdown-steps-ci", "grpo", prompts=4, lr=3e-5, max_new_tokens=64),
 }
