@@ -131,7 +131,8 @@ def cached_measure(name: str, args) -> dict[str, Any]:
 
     tb = rl_setting(name, args)
     key = f"{name}-{get_spec(tb.base).key()}-lr{tb.lr:g}-b{tb.prompts}-p{args.prompts}-a{args.answer_prompts}-" \
-          f"g{args.group}-c{'_'.join(map(str, args.checkpoints))}-s{args.seed}"
+          f"g{args.group}-c{'_'.join(map(str, args.checkpoints))}-s{args.seed}" + \
+          (f"-t{args.threads}" if args.threads != 1 else "")  # results depend on the thread count in the last bits
     path = Path(args.cache) / f"{key}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -153,6 +154,7 @@ def command(args) -> str:
     return ("rollwise bench testbed-properties" + (" --quick" if args.quick else "")
             + (f" --testbeds {','.join(args.testbeds)}" if not args.quick and args.testbeds != default_testbeds else "")
             + (f" --lr {args.lr:g}" if args.lr else "")
+            + (f" --threads {args.threads}" if args.threads != 1 else "")
             + (f" --name {args.name}" if args.name not in ("testbed_properties", "testbed_properties_quick") else ""))
 
 

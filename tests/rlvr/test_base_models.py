@@ -64,6 +64,17 @@ def test_testbed_bases_fit_their_size_and_positions():
         assert longest <= spec.model.max_positions, (name, longest)
 
 
+def test_2m_base_is_in_the_asked_range_and_fits_its_positions():
+    spec = BASES["column-arith-2m"]  # docs/testbed.md, amendment "column-arith-2m"
+    from rollwise.rlvr.models import char_tokenizer, num_parameters, tiny_causal_lm
+
+    params = num_parameters(tiny_causal_lm(char_tokenizer(), spec.model, seed=0))
+    assert 2e6 <= params <= 10e6 and spec.task_params == BASES["column-arith"].task_params, params
+    task = base_models.make_task_of(dataclasses.replace(spec, task_params={"n_train": 10, "n_test": 10}))
+    longest = max(len(e.prompt) + 1 + len(e.target) + 1 for e in task.sft_examples(500, seed=0))
+    assert longest <= spec.model.max_positions, longest
+
+
 def test_cli_base(tmp_path, capsys):
     assert main(["base", "list", "--root", str(tmp_path)]) == 0
     assert "countdown-steps" in capsys.readouterr().out
