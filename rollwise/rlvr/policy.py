@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rollwise.rlvr.run_config import RLVRConfig
 
@@ -42,7 +43,7 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
                                        seed=cfg.train.seed, compact=cfg.sft.forward == "compact",
                                        stop=reached, check_every=cfg.sft.check_every if reached else 0)
         summary = {"steps": len(losses), "max_steps": cfg.sft.steps, "target_accuracy": cfg.sft.target_accuracy,
-                   "checks": getattr(reached, "history", [])}
+                   "checks": reached.history if reached else []}
     if warm_dir is not None:
         save_policy(model, tokenizer, warm_dir, tiny=cfg.model.tiny)
         if summary is not None:
@@ -50,12 +51,30 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
     return model, tokenizer
 
 
-def _accuracy_target(cfg: RLVRConfig, task, model, tokenizer) -> Callable[[int], bool] | None:
+@dataclass
+class AccuracyTarget:
     """``stop(step)`` for the warm start: True once the exact expected accuracy (mean V(x), one teacher-forced
-    pass) on the first ``sft.check_prompts`` training prompts reaches ``sft.target_accuracy``; None without a
-    target. Its ``history`` lists ``[step, accuracy]`` per check."""
+    pass) on ``prompts`` reaches ``target``. ``history`` lists ``[step, accuracy]`` per check."""
+
+    model: Any
+    tokenizer: Any
+    prompts: list[str]
+    answers: list[str]
+    target: float
+    history: list[list[float]] = field(default_factory=list)
+
+    def __call__(self, step: int) -> bool:
+        from rollwise.rlvr.evaluate import exact_success_prob
+
+        acc = float(exact_success_prob(self.model, self.tokenizer, self.prompts, self.answers, compact=True).mean())
+        self.history.append([step, round(acc, 4)])
+        return acc >= self.target
+
+
+def _accuracy_target(cfg: RLVRConfig, task, model, tokenizer) -> AccuracyTarget | None:
+    """The warm start's :class:`AccuracyTarget` on the first ``sft.check_prompts`` training prompts (never the test
+    pool); None when ``sft.target_accuracy`` is 0."""
     from rollwise.config import ConfigError
-    from rollwise.rlvr.evaluate import exact_success_prob
 
     target = cfg.sft.target_accuracy
     if not target:
@@ -64,12 +83,4 @@ def _accuracy_target(cfg: RLVRConfig, task, model, tokenizer) -> Callable[[int],
         raise ConfigError(f"sft.target_accuracy={target} needs a task with a unique answer per prompt (its "
                           f"accuracy is computed exactly); task {cfg.task.name!r} has several: set it to 0")
     check = task.examples("train")[: cfg.sft.check_prompts]
-    prompts, targets = [e.prompt for e in check], [e.target or e.answer for e in check]
-
-    def stop(step: int) -> bool:
-        acc = float(exact_success_prob(model, tokenizer, prompts, targets, compact=True).mean())
-        stop.history.append([step, round(acc, 4)])
-        return acc >= target
-
-    stop.history = []
-    return stop
+    return AccuracyTarget(model, tokenizer, [e.prompt for e in check], [e.target or e.answer for e in check], target)
