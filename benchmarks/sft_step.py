@@ -39,12 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def timed_step(model, opt, batch, compact: bool) -> tuple[float, float, float]:
     """One warm-start step; seconds of forward (incl. loss), backward and optimizer."""
-    from rollwise.rlvr.models import response_logprobs
+    from rollwise.rlvr.sft import sft_loss
 
-    p, pm, c, cm = batch
     t0 = time.perf_counter()
-    logp, _ = response_logprobs(model, p, pm, c, cm, compact=compact)
-    loss = -(logp * cm).sum() / cm.sum()
+    loss = sft_loss(model, *batch, compact=compact)
     t1 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     loss.backward()

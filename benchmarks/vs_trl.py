@@ -76,7 +76,6 @@ def warm_start(size: str, sft_steps: int, out: Path, target: float) -> tuple[Pat
     SFT stops at the first check (every 250 steps) where the held-out exact accuracy reaches ``target``, or after
     ``sft_steps``; only the warm start's own accuracy decides.
     """
-    from rollwise.rlvr.evaluate import exact_success_prob
     from rollwise.rlvr.models import (
         TinyModelConfig,
         char_tokenizer,
@@ -84,7 +83,7 @@ def warm_start(size: str, sft_steps: int, out: Path, target: float) -> tuple[Pat
         save_policy,
         tiny_causal_lm,
     )
-    from rollwise.rlvr.sft import supervised_warm_start
+    from rollwise.rlvr.sft import AccuracyTarget, supervised_warm_start
     from rollwise.rlvr.tasks import make_task
 
     settings = {"size": SIZES[size], "task": TASK, "sft_steps": sft_steps, "lr": 2e-3, "batch": 128,
@@ -100,25 +99,16 @@ def warm_start(size: str, sft_steps: int, out: Path, target: float) -> tuple[Pat
     task = make_task("add3", **TASK)
     ex = task.sft_examples(settings["examples"], seed=0)
     test = task.examples("test")
-    checks: list[tuple[int, float]] = []
-
-    def accuracy() -> float:
-        return float(exact_success_prob(model, tok, [e.prompt for e in test], [e.target for e in test],
-                                        compact=True).mean())
-
-    def reached(step: int) -> bool:
-        checks.append((step, accuracy()))
-        return checks[-1][1] >= target
-
+    reached = AccuracyTarget(model, tok, [e.prompt for e in test], [e.target for e in test], target)
     t0 = time.perf_counter()
     losses = supervised_warm_start(model, tok, [e.prompt for e in ex], [e.target for e in ex], steps=sft_steps,
                                    batch_size=settings["batch"], lr=settings["lr"], seed=0, compact=True,
                                    stop=reached, check_every=settings["check_every"])
     seconds = time.perf_counter() - t0
-    acc = accuracy()
+    acc = reached.accuracy()
     save_policy(model, tok, folder, tiny=tiny)
     info = {"settings": settings, "params": num_parameters(model), "exact_accuracy": acc, "sft_seconds": seconds,
-            "sft_steps_run": len(losses), "checks": checks}
+            "sft_steps_run": len(losses), "checks": reached.history}
     meta.write_text(json.dumps(info, indent=2))
     return folder, info
 

@@ -200,8 +200,8 @@ class CompactLM:
         (B, S), and every layer's keys and values (B, H_kv, S, D).
 
         ``mask`` (B, S) marks real tokens (zeros only on the left); a pad query sees only itself (unused output).
-        Only the last layer's keys and values depend on the earlier positions' queries being skipped, so its
-        attention, output projection and MLP run for the kept positions alone (the same values, less work).
+        Every layer's keys and values cover all S positions, but no later layer reads the last layer's output, so
+        its attention, output projection and MLP run for the kept positions alone (the same values, less work).
         """
         valid = mask.bool()
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rollwise.rlvr.run_config import RLVRConfig
 
@@ -41,7 +39,7 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
         losses = supervised_warm_start(model, tokenizer, [e.prompt for e in examples], [e.target for e in examples],
                                        steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, lr=cfg.sft.lr,
                                        seed=cfg.train.seed, compact=cfg.sft.forward == "compact",
-                                       stop=reached, check_every=cfg.sft.check_every if reached else 0)
+                                       stop=reached, check_every=cfg.sft.check_every)
         summary = {"steps": len(losses), "max_steps": cfg.sft.steps, "target_accuracy": cfg.sft.target_accuracy,
                    "checks": reached.history if reached else []}
     if warm_dir is not None:
@@ -51,30 +49,11 @@ def build_policy(cfg: RLVRConfig, task, warm_dir: Path | None = None, resume: bo
     return model, tokenizer
 
 
-@dataclass
-class AccuracyTarget:
-    """``stop(step)`` for the warm start: True once the exact expected accuracy (mean V(x), one teacher-forced
-    pass) on ``prompts`` reaches ``target``. ``history`` lists ``[step, accuracy]`` per check."""
-
-    model: Any
-    tokenizer: Any
-    prompts: list[str]
-    answers: list[str]
-    target: float
-    history: list[list[float]] = field(default_factory=list)
-
-    def __call__(self, step: int) -> bool:
-        from rollwise.rlvr.evaluate import exact_success_prob
-
-        acc = float(exact_success_prob(self.model, self.tokenizer, self.prompts, self.answers, compact=True).mean())
-        self.history.append([step, round(acc, 4)])
-        return acc >= self.target
-
-
-def _accuracy_target(cfg: RLVRConfig, task, model, tokenizer) -> AccuracyTarget | None:
-    """The warm start's :class:`AccuracyTarget` on the first ``sft.check_prompts`` training prompts (never the test
+def _accuracy_target(cfg: RLVRConfig, task, model, tokenizer):
+    """The warm start's ``sft.AccuracyTarget`` on the first ``sft.check_prompts`` training prompts (never the test
     pool); None when ``sft.target_accuracy`` is 0."""
     from rollwise.config import ConfigError
+    from rollwise.rlvr.sft import AccuracyTarget
 
     target = cfg.sft.target_accuracy
     if not target:

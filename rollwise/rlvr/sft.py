@@ -7,6 +7,7 @@ accuracy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -21,6 +22,37 @@ def sft_tensors(tokenizer: PreTrainedTokenizerBase, prompts: list[str], targets:
     p_ids, p_mask = encode_prompts(tokenizer, prompts)
     c_ids, c_mask = encode_completions(tokenizer, targets)
     return p_ids, p_mask, c_ids, c_mask
+
+
+def sft_loss(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+             completion_ids: torch.Tensor, loss_mask: torch.Tensor, compact: bool = False) -> torch.Tensor:
+    """Token-mean NLL of the completion tokens (and EOS) marked by ``loss_mask`` (N, T), teacher-forced after the
+    left-padded prompts (N, P); ``compact`` as in :func:`supervised_warm_start`. Returns a scalar."""
+    logp, _ = response_logprobs(model, prompt_ids, prompt_mask, completion_ids, loss_mask, compact=compact)
+    return -(logp * loss_mask).sum() / loss_mask.sum()
+
+
+@dataclass
+class AccuracyTarget:
+    """A ``stop(step)`` for :func:`supervised_warm_start`: True once the exact expected accuracy (mean V(x), one
+    teacher-forced pass) on ``prompts`` with their unique ``answers`` reaches ``target``. ``history`` lists
+    ``[step, accuracy]`` per check."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    prompts: list[str]
+    answers: list[str]
+    target: float
+    history: list[list[float]] = field(default_factory=list)
+
+    def accuracy(self) -> float:
+        from rollwise.rlvr.evaluate import exact_success_prob
+
+        return float(exact_success_prob(self.model, self.tokenizer, self.prompts, self.answers, compact=True).mean())
+
+    def __call__(self, step: int) -> bool:
+        self.history.append([step, self.accuracy()])
+        return self.history[-1][1] >= self.target
 
 
 def supervised_warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
@@ -40,9 +72,7 @@ def supervised_warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     with progress_bar("sft", total=steps) as bar:
         for _ in range(steps):
             idx = torch.randint(0, p_ids.shape[0], (batch_size,), generator=gen)
-            logp, _ = response_logprobs(model, p_ids[idx], p_mask[idx], c_ids[idx], loss_mask[idx], compact=compact)
-            m = loss_mask[idx]
-            loss = -(logp * m).sum() / m.sum()
+            loss = sft_loss(model, p_ids[idx], p_mask[idx], c_ids[idx], loss_mask[idx], compact=compact)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
