@@ -224,7 +224,10 @@ class CompactLM:
     def continuation_hidden(self, cache: PromptCache, rows: Tensor, tokens: Tensor) -> Tensor:
         """Hidden states (B, T, d) of ``tokens`` (B, T) appended to prompt ``rows[b]`` of ``cache``.
 
-        Causal within the continuation; every continuation token sees its prompt's real tokens.
+        Causal within the continuation; every continuation token sees its prompt's real tokens. Rows are picked
+        with ``index_select``, whose backward (``index_add_``) sums repeated rows in a fixed order; ``x[rows]``
+        would backpropagate through ``index_put_(accumulate=True)``, which on CPU with several threads adds
+        with atomics in an order that changes from run to run.
         """
         b, t = tokens.shape
         positions = cache.lengths[rows, None] + torch.arange(t)
@@ -235,8 +238,8 @@ class CompactLM:
         x = self.model.model.embed_tokens(tokens)
         for i, (layer, w) in enumerate(zip(self.model.model.layers, self.layer_weights())):
             q, k, v = self.project_qkv(layer, w, x, cos, sin)
-            k = torch.cat([cache.keys[i][rows], k], dim=2)
-            v = torch.cat([cache.values[i][rows], v], dim=2)
+            k = torch.cat([cache.keys[i].index_select(0, rows), k], dim=2)
+            v = torch.cat([cache.values[i].index_select(0, rows), v], dim=2)
             x = self.attend_mlp(layer, w, x, q, k, v, mask)
         return x
 
@@ -255,7 +258,7 @@ class CompactLM:
             mask = torch.cat([prompt_mask, torch.ones_like(response_ids[:, :-1], dtype=prompt_mask.dtype)], dim=1)
             return self.logits(self.hidden(ids, mask, keep_from=p - 1)[0][:, :t])
         cache = self.prefill(uniq[:, :p], uniq[:, p:])
-        first = cache.last_hidden[rows].unsqueeze(1)  # predicts response token 0
+        first = cache.last_hidden.index_select(0, rows).unsqueeze(1)  # predicts response token 0
         if response_ids.shape[1] > 1:
             rest = self.continuation_hidden(cache, rows, response_ids[:, :-1])
             first = torch.cat([first, rest], dim=1)

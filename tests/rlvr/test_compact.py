@@ -155,3 +155,24 @@ def test_both_paths_give_hf_logprobs_and_gradients(repeat):
     assert (ours - ref).abs().max() < 1e-5
     for name in g_ref:
         assert torch.allclose(g_ours[name], g_ref[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_repeated_prompts_are_picked_without_index_put_in_the_backward():
+    """Rows that share a prompt pick its keys, values and last hidden state with index_select, whose backward
+    (index_add_) sums the repeated rows in a fixed order. ``x[rows]`` backpropagates through
+    index_put_(accumulate=True), which on CPU with several threads adds with atomics in a run-dependent order:
+    the default job (all cores) then differed between runs from its second RL step on."""
+    model, tok = _model()
+    pid, pm = encode_prompts(tok, [p for p in PROMPTS[:3] for _ in range(4)])  # 4 rollouts per prompt
+    resp = torch.randint(4, 60, (12, 5), generator=torch.Generator().manual_seed(0))
+    logp, _ = response_logprobs(model, pid, pm, resp, torch.ones(12, 5))
+    seen, stack = set(), [logp.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack += [n for n, _ in node.next_functions]
+    names = {type(n).__name__ for n in seen}
+    assert "IndexSelectBackward0" in names  # the repeated-prompt path ran
+    assert not any(n.startswith(("IndexBackward", "IndexPutBackward")) for n in names), names

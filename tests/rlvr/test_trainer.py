@@ -44,6 +44,26 @@ def test_same_seed_same_metrics(small_config):
     assert _stable(ra) == _stable(rb)
 
 
+def test_same_seed_same_metrics_on_two_threads(tmp_path):
+    """The default job's model and rollouts on two threads (its default is all cores): the fast path's backward
+    over rollouts that share a prompt is order-fixed, so two runs log the same metrics bit for bit."""
+    from rollwise.rlvr.commands import DEFAULT_JOB
+    from rollwise.rlvr.run_config import resolve_config
+
+    threads = torch.get_num_threads()
+    records = []
+    try:
+        for name in ("a", "b"):
+            cfg = resolve_config(overrides=["sft.steps=100", "train.steps=4", "train.eval_every=0", "run.threads=2",
+                                            "run.report=false", "train.checkpoint_every=0",
+                                            f"run.output_dir={tmp_path / name}"], base=DEFAULT_JOB)
+            run_training(cfg)
+            records.append(_stable(read_jsonl(f"{cfg.run.output_dir}/metrics.jsonl")))
+    finally:
+        torch.set_num_threads(threads)
+    assert records[0] == records[1]
+
+
 def test_resume_after_crash_equals_uninterrupted_run(small_config, monkeypatch):
     over = ("train.steps=4", "train.checkpoint_every=2", "sft.steps=20", "rollout.n=2",
             "algorithm.estimator=reinforce_pp_baseline", "train.lr_schedule=cosine", "train.keep_checkpoints=5")
