@@ -1,17 +1,21 @@
-"""The default job (``rollwise train``) on the fast path against transformers' path: wall-clock and accuracy.
+"""The default job (``rollwise train``) now against the job as it was before the fast path: wall-clock and accuracy.
 
     rollwise bench default-job [--runs 2] [--quick]
 
-Each run is the built-in default job exactly as ``rollwise train`` runs it (warm start, 100 GRPO steps,
-evaluations, checkpoints, report), in a fresh process, into a fresh folder. Two code paths, each on all cores
-(the default job's ``run.threads=0``) and on one thread:
+Each run is a whole ``rollwise train`` (warm start, RL, evaluations, checkpoints, report) in a fresh process, into
+a fresh folder. Four arms:
 
-- ``fast``: rollwise's defaults (``rollout.engine=lean``, ``model.forward=compact``, ``train.reuse_logprobs=true``);
-- ``hf``: ``rollout.engine=hf``, ``model.forward=hf``, ``sft.forward=hf``, ``train.reuse_logprobs=false``:
-  transformers' ``generate`` and forward (warm start included) and a separate old-log-prob pass, which is rollwise before the fast path bit for bit
-  (``scripts/check_bitwise.py`` checks that on every metric of nine runs);
-- ``hf-1t`` is therefore the default job as it was before this work (it ran on one thread), and ``fast-1t``
-  separates what the code path gains from what the cores give.
+- ``now``: the built-in default job as it is (all cores, the fast path, its 3-layer model and accuracy-target
+  warm start, 200 RL steps with 8 rollouts per prompt);
+- ``previous``: the default job before 2026-12-08 (``commands.PREVIOUS_DEFAULT_JOB``: 2 layers, a fixed 800-step
+  warm start, 100 RL steps with 4 rollouts) on the fast path and all cores;
+- ``previous-hf``: the same job on transformers' path (``rollout.engine=hf``, ``model.forward=hf``,
+  ``train.reuse_logprobs=false``: ``generate``, transformers' forward and a separate old-log-prob pass, which is
+  rollwise before the fast path bit for bit; ``scripts/check_bitwise.py`` checks that), all cores;
+- ``before``: the same on one thread, which is the default job as it was before this work, bit for bit.
+
+So ``before -> now`` is the whole change, ``previous -> now`` what the job's new settings add,
+``previous-hf -> previous`` what the code path adds and ``before -> previous-hf`` what the cores add.
 
 The arms alternate (``--runs`` each, order reversed every run). Reported: wall-clock of the whole command, the
 exact test accuracy after the warm start and after RL (from ``metrics.jsonl``), and ratios of median wall-clocks.
@@ -34,12 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, publish  # noqa: E402
 
+from rollwise.rlvr.commands import PREVIOUS_DEFAULT_JOB  # noqa: E402
+
 HF = ["rollout.engine=hf", "model.forward=hf", "sft.forward=hf", "train.reuse_logprobs=false"]
-PATHS = {"fast": [], "hf": HF, "fast-1t": ["run.threads=1"], "hf-1t": [*HF, "run.threads=1"]}
+PATHS = {"now": [], "previous": PREVIOUS_DEFAULT_JOB, "previous-hf": [*PREVIOUS_DEFAULT_JOB, *HF],
+         "before": [*PREVIOUS_DEFAULT_JOB, *HF, "run.threads=1"]}
 #: (label, slower arm, faster arm) of the reported speed-ups
-RATIOS = (("whole job, before (transformers' path, 1 thread) -> now (fast path, all cores)", "hf-1t", "fast"),
-          ("code path alone, all cores", "hf", "fast"), ("code path alone, 1 thread", "hf-1t", "fast-1t"),
-          ("cores alone, fast path", "fast-1t", "fast"))
+RATIOS = (("whole job, before (previous job, transformers' path, 1 thread) -> now", "before", "now"),
+          ("the job's new settings alone (previous -> now, both on the fast path, all cores)", "previous", "now"),
+          ("code path alone (previous job, all cores)", "previous-hf", "previous"),
+          ("cores alone (previous job, transformers' path)", "before", "previous-hf"))
 QUICK = ["train.steps=4", "sft.steps=40", "train.eval_every=2", "train.eval_prompts=64", "run.report=false"]
 
 
@@ -88,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
              "exact accuracy warm -> final": ", ".join(f"{r['acc_warm']:.3f} -> {r['acc_final']:.3f}" for r in rs)}
             for p, rs in runs.items()]
     cmd = "rollwise bench default-job" + (" --quick" if args.quick else f" --runs {args.runs}")
-    md = ["# The default job: fast path vs transformers' path", "", f"Command: `{cmd}`", "",
-          "Each run is `rollwise train` (the built-in default job) in a fresh process; arms alternate. fast = "
-          "rollwise's defaults (lean sampler, compact forward, reused old log-probs); hf = `rollout.engine=hf "
-          "model.forward=hf sft.forward=hf train.reuse_logprobs=false` (rollwise before the fast path, bit for bit); no suffix = "
-          "all cores (the default job's `run.threads=0`), `-1t` = `run.threads=1`. hf-1t is the default job as "
-          "it was before (one thread, transformers' path).", "",
+    md = ["# The default job: now against before", "", f"Command: `{cmd}`", "",
+          "Each run is a whole `rollwise train` in a fresh process; arms alternate. now = the built-in default job. "
+          f"previous = the default job before 2026-12-08 (`{' '.join(PREVIOUS_DEFAULT_JOB)}`) on the fast path; "
+          "previous-hf = the same on transformers' path (`rollout.engine=hf model.forward=hf sft.forward=hf "
+          "train.reuse_logprobs=false`, rollwise before the fast path, bit for bit); before = previous-hf on one "
+          "thread (`run.threads=1`), the default job as it was before this work. The other arms use all cores.", "",
           markdown_table(rows), "", "Speed-ups (ratios of median wall-clock):", "",
           *[f"- {label}: **{v:.2f}x**" for label, v in speedups.items()], ""]
     name = "default_job" + ("_quick" if args.quick else "")

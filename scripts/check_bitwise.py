@@ -35,6 +35,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from rollwise.rlvr.commands import PREVIOUS_DEFAULT_JOB  # noqa: E402
+
 VOLATILE = ("time/", "wall", "tokens_per_s")
 PIN = ["rollout.engine=hf", "model.forward=hf", "sft.forward=hf", "codistill.large.forward=hf", "train.reuse_logprobs=false",
        "run.threads=1", "run.report=false"]
@@ -45,11 +48,14 @@ SMALL = ["model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.num
          "rollout.max_new_tokens=5", "train.prompts_per_step=16", "train.eval_prompts=64"]
 #: name -> (ranks, preset or None, overrides, resume: run to half the steps, then --resume to the end)
 RUNS: dict[str, tuple[int, str | None, list[str], bool]] = {
-    # the built-in default job, shortened
-    "default": (1, None, ["train.steps=6", "sft.steps=60", "train.eval_every=3", "train.checkpoint_every=3",
-                          "train.eval_prompts=128"], False),
-    "default-resumed": (1, None, ["train.steps=6", "sft.steps=60", "train.eval_every=3",
+    # the default job as it was before 2026-12-08, shortened (pinned before the job's settings changed)
+    "default": (1, None, [*PREVIOUS_DEFAULT_JOB, "train.steps=6", "sft.steps=60", "train.eval_every=3",
+                          "train.checkpoint_every=3", "train.eval_prompts=128"], False),
+    "default-resumed": (1, None, [*PREVIOUS_DEFAULT_JOB, "train.steps=6", "sft.steps=60", "train.eval_every=3",
                                   "train.checkpoint_every=3", "train.eval_prompts=128"], True),
+    # the built-in default job as it is, shortened (its warm start stops at sft.steps=60, before any accuracy check)
+    "default-now": (1, None, ["train.steps=6", "sft.steps=60", "train.eval_every=3", "train.checkpoint_every=3",
+                              "train.eval_prompts=128"], True),
     # every update path: epochs, mini- and micro-batches, a KL term (reference model), a correction, schedule
     "ppo-kl-tis": (1, None, [*SMALL, "train.steps=4", "algorithm.estimator=reinforce_pp", "rollout.n=2",
                              "train.ppo_epochs=2", "train.mini_batches=2", "train.micro_batch_size=6",
@@ -201,7 +207,7 @@ def run_one(name: str, tmp: Path) -> dict:
     ranks, preset, overrides, resume = RUNS[name]
     out = tmp / name
     env = _env()
-    steps = next(int(o.split("=")[1]) for o in overrides if o.startswith("train.steps="))
+    steps = [int(o.split("=")[1]) for o in overrides if o.startswith("train.steps=")][-1]  # the last one counts
     legs = [(overrides + [f"train.steps={steps // 2}"], False), (overrides, True)] if resume else [(overrides, False)]
     for leg, res in legs:
         proc = subprocess.run(_command(ranks, preset, leg, out, res), cwd=ROOT, env=env, capture_output=True,

@@ -41,15 +41,14 @@ class SFTSection:
     batch_size: int = 128  # sequences per step
     lr: float = 1e-3  # Adam learning rate
     examples: int = 20000  # size of the warm-start pool drawn from the task
-    # transformers' forward keeps the warm start (pi_0) bit for bit what it was before the fast path. "compact"
-    # skips the last layer's work on prompt positions (no loss there) and takes about 1.3x less time per step on
-    # the default job, but its pi_0 differs in rounding, and from it the default job's RL gained +6.3, +3.8 and
-    # -4.1 points in seeds 0-2 (against +27.7, +13.9, +5.8): not the default (docs/rlvr.md, "The warm start")
+    # transformers' forward keeps a warm start (pi_0) bit for bit what it was before the compact forward existed;
+    # "compact" skips the last layer's work on prompt positions (no loss there), takes about 1.3x less time per
+    # step, and gives the same log-probs and gradients to float32 rounding. The built-in default job sets it
     forward: Literal["compact", "hf"] = "hf"  # forward of the warm start
     # stop the warm start once the exact expected accuracy on ``check_prompts`` training prompts reaches this
     # (checked every ``check_every`` steps; unique-answer tasks only); 0 runs all ``steps``. The tiny model's
-    # accuracy jumps at a step that varies by seed, so a fixed step count gave a pi_0 from 0.12 to 0.75 (default
-    # job, seeds 0-2, both forwards); a target gives comparable starting points (docs/rlvr.md, "The warm start")
+    # accuracy jumps at a step that varies by seed, so a fixed step count gave a pi_0 from 0.12 to 0.75 (the
+    # previous default job, seeds 0-2); a target gives comparable starting points (the default job uses 0.3)
     target_accuracy: float = 0.0
     check_every: int = 50  # steps between accuracy checks (with target_accuracy)
     check_prompts: int = 256  # training prompts the check scores (never the test pool)
