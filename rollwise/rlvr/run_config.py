@@ -42,8 +42,8 @@ class SFTSection:
     lr: float = 1e-3  # Adam learning rate
     examples: int = 20000  # size of the warm-start pool drawn from the task
     # transformers' forward keeps a warm start (pi_0) bit for bit what it was before the compact forward existed;
-    # "compact" skips the last layer's work on prompt positions (no loss there), takes about 1.3x less time per
-    # step, and gives the same log-probs and gradients to float32 rounding. The built-in default job sets it
+    # "compact" skips the last layer's work on prompt positions (no loss there), takes 1.24-1.36x less time per
+    # step (rollwise bench sft-step), and gives the same log-probs and gradients to float32 rounding. The built-in default job sets it
     forward: Literal["compact", "hf"] = "hf"  # forward of the warm start
     # stop the warm start once the exact expected accuracy on ``check_prompts`` training prompts reaches this
     # (checked every ``check_every`` steps; unique-answer tasks only); 0 runs all ``steps``. The tiny model's

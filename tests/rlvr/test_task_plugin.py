@@ -12,6 +12,7 @@ import pytest
 
 from rollwise.config import ConfigError
 from rollwise.plugins import import_module
+from rollwise.rlvr.commands import DEFAULT_JOB
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,7 +76,8 @@ def test_train_imports_a_task_module_and_trains_on_its_task(tmp_path):
     summary = json.loads(out.stdout[out.stdout.index("{"):out.stdout.rindex("}") + 1])
     assert 0.0 <= summary["eval/exact_accuracy"] <= 1.0
     recs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in recs] == [0, 1, 2] and recs[-1]["rollouts"] == 4 * 4  # prompts x rollout.n (the default job: 4)
+    n = DEFAULT_JOB["rollout"]["n"]  # the default job's rollouts per prompt
+    assert [r["step"] for r in recs] == [0, 1, 2] and recs[-1]["rollouts"] == 4 * n  # prompts x rollout.n
     # a path to the file works too; without the import the task is unknown and the valid names are listed
     ok = _cli(tmp_path, "train", "--import", str(tmp_path / "my_tasks.py"), "--set", "task.name=double",
               "--print-config")
